@@ -1,0 +1,91 @@
+"""Exact computations by enumerating binary states.
+
+Notation: ``d`` binary units, ``2**d`` states ``x`` in {0,1}^d. An energy-based model
+p(x) = exp(-E(x)) / Z has log Z = logsumexp_x(-E(x)) (Deep Learning eq. 16.7-16.8); for
+d up to about 25 we can sum over every state in chunks and get the exact answer against
+which samplers and estimators are tested.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+__all__ = ["all_states", "iter_states", "log_sum_exp_states", "log_partition_function", "exact_distribution"]
+
+MAX_UNITS = 30  # 2**30 states: about a billion; beyond that enumeration is hopeless here
+
+
+def _check_units(d: int) -> None:
+    if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+        raise ValueError(f"number of binary units must be a non-negative int; got {d!r}")
+    if d > MAX_UNITS:
+        raise ValueError(
+            f"enumerating 2**{d} states is infeasible (limit {MAX_UNITS} units). "
+            "Enumerate the smaller layer of a bipartite model, or use an estimator such as AIS."
+        )
+
+
+def _states(start: int, stop: int, d: int, dtype: torch.dtype, device) -> Tensor:
+    """States with integer codes start..stop-1; bit j of the code is unit j (unit 0 is the lowest bit)."""
+    codes = torch.arange(start, stop, device=device)                     # (n,)
+    bits = torch.arange(d, device=device)                                  # (d,)
+    return ((codes[:, None] >> bits[None, :]) & 1).to(dtype)               # (n, d)
+
+
+def all_states(d: int, *, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+    """Every binary state of ``d`` units, shape (2**d, d); row ``i`` is the binary code of ``i``."""
+    _check_units(d)
+    if d > 24:
+        raise ValueError(f"all_states({d}) would hold {2**d} rows; use iter_states({d}, chunk_size=...) instead")
+    return _states(0, 2**d, d, dtype, device)
+
+
+def iter_states(
+    d: int, *, chunk_size: int = 2**16, dtype: torch.dtype = torch.float32, device=None,
+) -> Iterator[Tensor]:
+    """Yield all 2**d states in chunks of at most ``chunk_size`` rows, in the order of :func:`all_states`."""
+    _check_units(d)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    n = 2**d
+    for start in range(0, n, chunk_size):
+        yield _states(start, min(start + chunk_size, n), d, dtype, device)
+
+
+def log_sum_exp_states(
+    log_f: Callable[[Tensor], Tensor], d: int, *, chunk_size: int = 2**16,
+    dtype: torch.dtype = torch.float64, device=None,
+) -> Tensor:
+    """log sum_x exp(log_f(x)) over all x in {0,1}^d, computed chunk by chunk.
+
+    ``log_f`` maps states (n, d) to log-weights (n,). The running total is combined with
+    ``logaddexp`` so no chunk's sum ever leaves log space.
+    """
+    total = None
+    for x in iter_states(d, chunk_size=chunk_size, dtype=dtype, device=device):
+        log_w = log_f(x)
+        if log_w.shape != x.shape[:1]:
+            raise ValueError(f"log_f must map states ({x.shape[0]}, {d}) to ({x.shape[0]},); got {tuple(log_w.shape)}")
+        chunk = torch.logsumexp(log_w, dim=0)
+        total = chunk if total is None else torch.logaddexp(total, chunk)
+    return total
+
+
+def log_partition_function(
+    energy: Callable[[Tensor], Tensor], d: int, *, chunk_size: int = 2**16,
+    dtype: torch.dtype = torch.float64, device=None,
+) -> Tensor:
+    """Exact log Z = log sum_x exp(-E(x)) for an energy over d binary units (eq. 16.7)."""
+    return log_sum_exp_states(lambda x: -energy(x), d, chunk_size=chunk_size, dtype=dtype, device=device)
+
+
+def exact_distribution(
+    energy: Callable[[Tensor], Tensor], d: int, *, dtype: torch.dtype = torch.float64, device=None,
+) -> tuple[Tensor, Tensor]:
+    """All states (2**d, d) and their exact probabilities (2**d,) under p(x) = exp(-E(x)) / Z."""
+    x = all_states(d, dtype=dtype, device=device)
+    log_p = -energy(x)
+    return x, torch.softmax(log_p, dim=0)
