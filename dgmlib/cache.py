@@ -15,6 +15,7 @@ The folder is ``DGMLIB_CACHE_DIR/checkpoints`` (default ``~/.cache/dgmlib``);
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -107,7 +108,7 @@ def train_or_load(name: str, config: dict, *, build: Callable[[], M], train: Cal
         return model
     path = checkpoint_path(name, config)
     if path.exists():
-        device = next(model.parameters(), torch.empty(0)).device
+        device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
         reason = _try_load(model, path, config)
         if reason is None:
             return model.to(device)

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["all_states", "iter_states", "log_sum_exp_states", "log_partition_function", "exact_distribution"]
+__all__ = ["all_states", "iter_states", "log_sum_exp_states", "log_partition_function", "exact_distribution", "log_partition"]
 
 MAX_UNITS = 30  # 2**30 states: about a billion; beyond that enumeration is hopeless here
 
@@ -89,3 +89,27 @@ def exact_distribution(
     x = all_states(d, dtype=dtype, device=device)
     log_p = -energy(x)
     return x, torch.softmax(log_p, dim=0)
+
+
+def log_partition(rbm, *, chunk_size: int = 2**14, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Exact log Z of a :class:`~dgmlib.energy.BernoulliRBM`, enumerating its smaller layer.
+
+    With H <= D hidden units, Z = sum_h exp(c.h) prod_i (1 + exp(b_i + W[i].h)), so
+    log Z = logsumexp_h [c.h + sum_i softplus(b_i + W[i].h)] over 2**H states (and the
+    mirror image when D < H). Computed in ``dtype`` (float64 by default) in chunks.
+    """
+    W = rbm.W.detach().to(dtype)
+    b, c = rbm.b.detach().to(dtype), rbm.c.detach().to(dtype)
+    if W.shape[1] > W.shape[0]:                       # enumerate the visible layer instead
+        W, b, c = W.T, c, b
+    n_enum = W.shape[1]
+    if n_enum > 26:
+        raise ValueError(
+            f"exact log Z needs 2**{n_enum} terms (smaller layer has {n_enum} units); "
+            "use dgmlib.mcmc.ais for RBMs whose layers both exceed about 25 units"
+        )
+
+    def log_f(h: Tensor) -> Tensor:                   # (n, H) -> (n,)
+        return h @ c + torch.nn.functional.softplus(h @ W.T + b).sum(-1)
+
+    return log_sum_exp_states(log_f, n_enum, chunk_size=chunk_size, dtype=dtype, device=W.device)

@@ -1,0 +1,242 @@
+"""The Bernoulli restricted Boltzmann machine (Deep Learning §20.2; lecture 17).
+
+Notation (eq. 20.4-20.16)::
+
+    v  (B, D)  visible units in {0,1}          W  (D, H)  weights
+    h  (B, H)  hidden units in {0,1}           b  (D,)    visible biases
+                                               c  (H,)    hidden biases
+
+    E(v, h) = -b.v - c.h - v.W.h                                    (eq. 20.5)
+    P(h_j = 1 | v) = sigmoid(c_j + v.W[:, j])                       (eq. 20.14)
+    P(v_i = 1 | h) = sigmoid(b_i + W[i, :].h)                       (eq. 20.16)
+    F(v) = -log sum_h exp(-E(v, h)) = -b.v - sum_j softplus(c_j + v.W[:, j])
+
+The model computes; learning (:func:`fit_rbm`) and sampling (:mod:`dgmlib.mcmc`) are
+functions that take it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..checks import check_binary, check_shape
+from ..train import History, fit
+
+__all__ = ["BernoulliRBM", "cd_update", "fit_rbm", "RBMStep"]
+
+
+class BernoulliRBM(nn.Module):
+    """Binary-binary RBM with weights ``W (D, H)``, visible biases ``b (D,)``, hidden biases ``c (H,)``.
+
+    ``W``, ``b`` and ``c`` are plain tensors (buffers): read them, assign them, or call
+    ``requires_grad_()`` on them for autograd. ``W`` starts small and random when a
+    ``generator`` is given (``W ~ N(0, init_std^2)``), else at zero; biases start at zero. Assign ``rbm.b`` from data with
+    :meth:`init_visible_bias_from_data` (Hinton's practical guide: log p_i / (1 - p_i)).
+    """
+
+    def __init__(self, n_visible: int, n_hidden: int, *, init_std: float = 0.01,
+                 generator: torch.Generator | None = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        if n_visible < 1 or n_hidden < 1:
+            raise ValueError(f"BernoulliRBM needs n_visible >= 1 and n_hidden >= 1; got {n_visible}, {n_hidden}")
+        dtype = dtype or torch.get_default_dtype()
+        W = torch.zeros(n_visible, n_hidden, dtype=dtype)
+        if generator is not None:
+            W = init_std * torch.randn(n_visible, n_hidden, generator=generator, dtype=dtype,
+                                       device=generator.device).to("cpu")
+        # Buffers, not Parameters: learning is the explicit CD/SML update, the tensors can be
+        # read and re-assigned (rbm.W = ...), and they still move with .to() and save in state_dict.
+        self.register_buffer("W", W)                                              # (D, H)
+        self.register_buffer("b", torch.zeros(n_visible, dtype=dtype))           # (D,)
+        self.register_buffer("c", torch.zeros(n_hidden, dtype=dtype))            # (H,)
+
+    @property
+    def n_visible(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def n_hidden(self) -> int:
+        return self.W.shape[1]
+
+    def extra_repr(self) -> str:
+        return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}"
+
+    # --- input checks ------------------------------------------------------------------
+    def _check_v(self, v: Tensor, binary: bool = True) -> Tensor:
+        check_shape(v, 2, self.n_visible, name="v", model="BernoulliRBM")
+        if binary:
+            check_binary(v, name="v", model="BernoulliRBM")
+        if v.device != self.W.device:
+            raise ValueError(f"BernoulliRBM lives on {self.W.device} but v is on {v.device}; move one: v.to(rbm.W.device)")
+        return v.to(self.W.dtype)
+
+    def _check_h(self, h: Tensor) -> Tensor:
+        check_shape(h, 2, self.n_hidden, name="h", model="BernoulliRBM")
+        if h.device != self.W.device:
+            raise ValueError(f"BernoulliRBM lives on {self.W.device} but h is on {h.device}; move one: h.to(rbm.W.device)")
+        return h.to(self.W.dtype)
+
+    # --- exact quantities --------------------------------------------------------------
+    def energy(self, v: Tensor, h: Tensor) -> Tensor:
+        """E(v, h) = -b.v - c.h - v.W.h (eq. 20.5); (B, D), (B, H) -> (B,)."""
+        v, h = self._check_v(v), self._check_h(h)
+        if v.shape[0] != h.shape[0]:
+            raise ValueError(f"energy needs as many h as v; got v {tuple(v.shape)} and h {tuple(h.shape)}")
+        return -(v @ self.b) - (h @ self.c) - ((v @ self.W) * h).sum(-1)
+
+    def hidden_logits(self, v: Tensor) -> Tensor:
+        """c + v W, the pre-sigmoid of P(h = 1 | v) (eq. 20.14); (B, D) -> (B, H)."""
+        return v @ self.W + self.c
+
+    def visible_logits(self, h: Tensor) -> Tensor:
+        """b + W h, the pre-sigmoid of P(v = 1 | h) (eq. 20.16); (B, H) -> (B, D)."""
+        return h @ self.W.T + self.b
+
+    def p_h_given_v(self, v: Tensor) -> Tensor:
+        """P(h_j = 1 | v) for every j: factorial (eq. 20.7-20.14); (B, D) -> (B, H)."""
+        return torch.sigmoid(self.hidden_logits(self._check_v(v, binary=False)))
+
+    def p_v_given_h(self, h: Tensor) -> Tensor:
+        """P(v_i = 1 | h) for every i (eq. 20.15-20.16); (B, H) -> (B, D)."""
+        return torch.sigmoid(self.visible_logits(self._check_h(h)))
+
+    def free_energy(self, v: Tensor) -> Tensor:
+        """F(v) = -b.v - sum_j softplus(c_j + v.W[:, j]), so P(v) = exp(-F(v)) / Z; (B, D) -> (B,)."""
+        v = self._check_v(v)
+        return -(v @ self.b) - F.softplus(self.hidden_logits(v)).sum(-1)
+
+    def free_energy_hidden(self, h: Tensor) -> Tensor:
+        """F(h) = -c.h - sum_i softplus(b_i + W[i, :].h), the other layer summed out; (B, H) -> (B,)."""
+        h = self._check_h(h)
+        return -(h @ self.c) - F.softplus(self.visible_logits(h)).sum(-1)
+
+    def unnormalized_log_prob(self, v: Tensor) -> Tensor:
+        """log P*(v) = -F(v); add -log Z (dgmlib.exact.log_partition or dgmlib.mcmc.ais) for log P(v)."""
+        return -self.free_energy(v)
+
+    def pseudo_log_likelihood(self, v: Tensor) -> Tensor:
+        """sum_i log P(v_i | v_-i), the pseudo-likelihood (§18.3), over every unit; (B, D) -> (B,).
+
+        Each term is log sigmoid(+-(F(v with v_i=0) - F(v with v_i=1))). This is what
+        scikit-learn's ``score_samples`` estimates (by flipping one random unit); it is not
+        log P(v).
+        """
+        v = self._check_v(v)
+        pre = self.hidden_logits(v)                                        # (B, H)
+        base = -(v @ self.b) - F.softplus(pre).sum(-1)                      # F(v), (B,)
+        # flipping unit i changes v_i by s_i = 1 - 2 v_i: pre + s_i W[i], b.v + s_i b_i
+        s = 1 - 2 * v                                                      # (B, D)
+        flipped_pre = pre[:, None, :] + s[:, :, None] * self.W[None]        # (B, D, H)
+        flipped = -(v @ self.b)[:, None] - s * self.b - F.softplus(flipped_pre).sum(-1)  # (B, D)
+        return F.logsigmoid(flipped - base[:, None]).sum(-1)
+
+    @torch.no_grad()
+    def init_visible_bias_from_data(self, v: Tensor, *, smoothing: float = 0.01) -> None:
+        """Set b_i = log(p_i / (1 - p_i)) from smoothed pixel means p_i (Hinton 2010, §8.1)."""
+        p = (self._check_v(v).mean(0) + smoothing) / (1 + 2 * smoothing)
+        self.b.copy_(torch.log(p) - torch.log1p(-p))
+
+
+# --- learning -----------------------------------------------------------------------------
+def cd_update(rbm: BernoulliRBM, v_pos: Tensor, v_neg: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The (negative) log-likelihood gradient estimate of CD/SML: positive minus negative phase.
+
+    Returns (dW, db, dc), the *ascent* directions
+    ``dW = <v h>_data - <v h>_model`` with h replaced by P(h = 1 | v) (eq. 18.6 / Algorithms
+    18.2-18.3); equals minus the autograd gradient of ``F(v_pos).mean() - F(v_neg).mean()``.
+    """
+    ph_pos = rbm.p_h_given_v(v_pos)                                        # (B, H)
+    ph_neg = rbm.p_h_given_v(v_neg)                                        # (M, H)
+    dW = v_pos.T @ ph_pos / len(v_pos) - v_neg.T @ ph_neg / len(v_neg)     # (D, H)
+    db = v_pos.mean(0) - v_neg.mean(0)
+    dc = ph_pos.mean(0) - ph_neg.mean(0)
+    return dW, db, dc
+
+
+@dataclass
+class RBMStep:
+    """One SGD step of CD-k or PCD-k (SML) on a minibatch; holds the persistent chains."""
+
+    rbm: BernoulliRBM
+    method: str
+    k: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    generator: torch.Generator | None
+    monitor: bool = True                  # record the reconstruction error (one more matmul)
+    chains: Tensor | None = None          # (M, D) persistent fantasy particles (PCD)
+
+    def __post_init__(self):
+        self._vel = [torch.zeros_like(p) for p in (self.rbm.W, self.rbm.b, self.rbm.c)]
+
+    def _sample(self, p: Tensor) -> Tensor:
+        return torch.bernoulli(p, generator=self.generator)
+
+    @torch.no_grad()
+    def __call__(self, v_pos: Tensor) -> dict[str, float]:
+        rbm = self.rbm
+        W, b, c = rbm.W, rbm.b, rbm.c
+        ph_pos = torch.sigmoid(v_pos @ W + c)                               # (B, H)
+        if self.method == "cd":
+            ph = ph_pos
+        else:
+            if self.chains is None:
+                self.chains = v_pos.clone()
+            ph = torch.sigmoid(self.chains @ W + c)
+        for _ in range(self.k):                                             # block Gibbs, k steps
+            h = self._sample(ph)
+            v_neg = self._sample(torch.sigmoid(h @ W.T + b))
+            ph = torch.sigmoid(v_neg @ W + c)
+        if self.method == "pcd":
+            self.chains = v_neg
+        # ascent direction: <v h>_data - <v h>_model, with h -> P(h|v)       (Algorithm 18.3)
+        n_pos, n_neg = len(v_pos), len(v_neg)
+        grads = (
+            v_pos.T @ ph_pos / n_pos - v_neg.T @ ph / n_neg,
+            v_pos.mean(0) - v_neg.mean(0),
+            ph_pos.mean(0) - ph.mean(0),
+        )
+        for p, g, vel in zip((W, b, c), grads, self._vel):
+            if self.weight_decay and p is W:
+                g = g - self.weight_decay * W
+            vel.mul_(self.momentum).add_(g, alpha=self.lr)
+            p.add_(vel)
+        if not self.monitor:
+            return {}
+        return {"recon_error": float(((v_pos - torch.sigmoid(ph_pos @ W.T + b)) ** 2).sum(1).mean())}
+
+
+def fit_rbm(
+    rbm: BernoulliRBM, data: Tensor, *, method: str = "pcd", k: int = 1, batch_size: int = 100,
+    epochs: int = 1, lr: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0,
+    n_chains: int | None = None, monitor: bool = True, generator: torch.Generator | None = None,
+    quiet: bool | None = None,
+) -> History:
+    """Train ``rbm`` in place by CD-k (``method="cd"``) or PCD-k / SML (``method="pcd"``).
+
+    CD-k starts each negative chain at the minibatch (Algorithm 18.2); PCD keeps ``n_chains``
+    persistent chains (default: ``batch_size``) across updates (Algorithm 18.3,
+    Tieleman 2008). Updates are plain SGD with optional momentum and L2 weight decay.
+    Records ``recon_error`` (squared error of one mean-field reconstruction) per step when
+    ``monitor``; it is a rough progress signal, not the likelihood.
+    """
+    if method not in ("cd", "pcd"):
+        raise ValueError(f"method must be 'cd' or 'pcd'; got {method!r}")
+    if k < 1:
+        raise ValueError(f"k (Gibbs steps per update) must be >= 1; got {k}")
+    data = rbm._check_v(data)
+    step = RBMStep(rbm, method, k, lr, momentum, weight_decay, generator, monitor)
+    if method == "pcd":
+        m = n_chains or batch_size
+        idx = torch.randint(len(data), (m,), generator=generator, device=generator.device if generator is not None else "cpu")
+        step.chains = data[idx.to(data.device)].clone()
+    hist = fit(step, data, epochs=epochs, batch_size=batch_size, generator=generator,
+               desc=f"{method.upper()}-{k}", quiet=quiet)
+    hist.chains = step.chains  # the final fantasy particles (PCD), for plotting
+    return hist
