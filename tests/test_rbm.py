@@ -236,3 +236,18 @@ def test_bad_input_is_rejected_with_clear_errors():
         BernoulliRBM(4, 0)
     rbm.W = torch.ones(4, 2)                                       # assignment works
     assert float(rbm.W.sum()) == 8.0
+
+
+def test_fused_pcd_step_equals_cd_update_on_its_own_negative_samples():
+    from dgmlib.energy import RBMStep
+
+    rbm = random_rbm(6, 4, seed=14)
+    before = random_rbm(6, 4, seed=14)
+    g = torch.Generator().manual_seed(15)
+    v_pos = torch.bernoulli(torch.full((8, 6), 0.4, dtype=torch.float64), generator=g)
+    step = RBMStep(rbm, "pcd", 1, 0.1, 0.0, 0.0, g, chains=v_pos[:5].clone())
+    step(v_pos)
+    dW, db, dc = cd_update(before, v_pos, step.chains)
+    assert torch.allclose(rbm.W - before.W, 0.1 * dW, atol=1e-12)
+    assert torch.allclose(rbm.b - before.b, 0.1 * db, atol=1e-12)
+    assert torch.allclose(rbm.c - before.c, 0.1 * dc, atol=1e-12)

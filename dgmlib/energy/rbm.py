@@ -171,6 +171,7 @@ class RBMStep:
     generator: torch.Generator | None
     monitor: bool = True                  # record the reconstruction error (one more matmul)
     chains: Tensor | None = None          # (M, D) persistent fantasy particles (PCD)
+    chain_h: Tensor | None = None         # (M, H) their hidden states
 
     def __post_init__(self):
         self._vel = [torch.zeros_like(p) for p in (self.rbm.W, self.rbm.b, self.rbm.c)]
@@ -182,19 +183,22 @@ class RBMStep:
     def __call__(self, v_pos: Tensor) -> dict[str, float]:
         rbm = self.rbm
         W, b, c = rbm.W, rbm.b, rbm.c
-        ph_pos = torch.sigmoid(v_pos @ W + c)                               # (B, H)
-        if self.method == "cd":
-            ph = ph_pos
-        else:
-            if self.chains is None:
-                self.chains = v_pos.clone()
-            ph = torch.sigmoid(self.chains @ W + c)
-        for _ in range(self.k):                                             # block Gibbs, k steps
-            h = self._sample(ph)
-            v_neg = self._sample(torch.sigmoid(h @ W.T + b))
-            ph = torch.sigmoid(v_neg @ W + c)
+        ph_pos = torch.sigmoid(v_pos @ W + c)                               # (B, H) positive phase
+        if self.method == "cd":                                             # chains start at the data
+            h = self._sample(ph_pos)
+        else:                                                               # persistent chains (SML)
+            if self.chain_h is None:
+                self.chain_h = self._sample(torch.sigmoid(self.chains @ W + c))
+            h = self.chain_h
+        for t in range(self.k):                                             # block Gibbs, k sweeps
+            v_neg = self._sample(torch.sigmoid(h @ W.T + b))                # (M, D)
+            ph = torch.sigmoid(v_neg @ W + c)                               # (M, H)
+            if t < self.k - 1:
+                h = self._sample(ph)
         if self.method == "pcd":
-            self.chains = v_neg
+            # The persistent state is the (v, h) pair; h is drawn here with the current
+            # parameters and the next update's sweep starts from it (one matmul fewer).
+            self.chains, self.chain_h = v_neg, self._sample(ph)
         # ascent direction: <v h>_data - <v h>_model, with h -> P(h|v)       (Algorithm 18.3)
         n_pos, n_neg = len(v_pos), len(v_neg)
         grads = (
