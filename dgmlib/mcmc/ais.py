@@ -137,10 +137,6 @@ def ais(rbm, *, betas: Tensor | None = None, n_betas: int | None = None, n_chain
     def bern(p: Tensor) -> Tensor:
         return torch.bernoulli(p, generator=generator) if p.device == gen_device else torch.bernoulli(p)
 
-    def transition(v: Tensor, beta: float) -> Tensor:   # block Gibbs leaving p_beta invariant
-        h = bern(torch.sigmoid(beta * (v @ W + c)))
-        return bern(torch.sigmoid((1 - beta) * b_a + beta * (b + h @ W.T)))
-
     schedule = betas.tolist()
     if reverse:
         if init_v is None or init_v.shape != (n_chains, D):
@@ -152,6 +148,11 @@ def ais(rbm, *, betas: Tensor | None = None, n_betas: int | None = None, n_chain
     log_w = torch.zeros(n_chains, dtype=torch.float64, device=device)
     for k in range(1, len(schedule)):
         prev, cur = schedule[k - 1], schedule[k]
-        log_w += (_log_p_star(v, cur, W, b, c, b_a) - _log_p_star(v, prev, W, b, c, b_a)).double()
-        v = transition(v, cur)
+        # log p*_cur(v) - log p*_prev(v), from one product v W shared with the Gibbs step below
+        pre = v @ W + c                                                    # (n, H)
+        log_w += ((cur - prev) * (v @ (b - b_a)) + F.softplus(cur * pre).sum(-1)
+                  - F.softplus(prev * pre).sum(-1)).double()
+        # block Gibbs leaving p_cur invariant: h ~ P_cur(h | v), v ~ P_cur(v | h)
+        h = bern(torch.sigmoid(cur * pre))
+        v = bern(torch.sigmoid((1 - cur) * b_a + cur * (b + h @ W.T)))
     return _summarise(log_w, log_z_base, len(schedule), reverse)

@@ -1,0 +1,63 @@
+"""What every benchmark shares: a result row, timing, the machine description, the data."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+
+@dataclass
+class Row:
+    """One measured number, with what it is compared against."""
+
+    benchmark: str
+    what: str
+    value: float
+    unit: str
+    target: str = ""          # e.g. ">= 3x", "<= 1.5x", ">= -90"
+    passed: bool | None = None
+    reference: str = ""       # published number or baseline, in words
+    notes: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    """(seconds, result) of one call, on the wall clock, synchronising CUDA."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, out
+
+
+def machine() -> dict:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        import sklearn
+        info["sklearn"] = sklearn.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def mnist(split: str, device=None) -> torch.Tensor:
+    """Binarized MNIST as float32 on ``device``; a clear error if it cannot be had."""
+    from dgmlib.data import load_binarized_mnist
+
+    return load_binarized_mnist(split).to(device or "cpu", torch.float32)

@@ -1,0 +1,138 @@
+"""RBM benchmarks (issue: Boltzmann machines I).
+
+* ``rbm_speed``: one PCD-1 epoch, 784 x 500, batch 100, over the 50k binarized-MNIST training
+  set: dgmlib against scikit-learn's BernoulliRBM (same batch size, learning rate, one
+  iteration, float32 input) and against a floor, the step's five matrix products alone.
+* ``rbm_quality``: a 500-hidden-unit RBM trained with PCD for a fixed wall-clock budget, test
+  log-likelihood by AIS (100 chains, the Salakhutdinov & Murray schedule, base-rate model).
+* ``ais_accuracy``: RBMs with 20 hidden units trained on MNIST: exact log Z (timed) against AIS.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from dgmlib.config import device as best_device
+from dgmlib.energy import BernoulliRBM, fit_rbm
+from dgmlib.exact import log_partition
+from dgmlib.mcmc import ais, base_rate_biases, sm_betas
+
+from .common import Row, mnist, timed
+
+PUBLISHED = "Salakhutdinov & Murray (2008), 500 hidden: CD1 -125.53, CD3 -105.50, CD25 -86.34 nats"
+
+
+def rbm_speed(quick: bool = False) -> list[Row]:
+    import numpy as np
+    from sklearn.neural_network import BernoulliRBM as SkRBM
+
+    dev = best_device()
+    x = mnist("train", dev)
+    if quick:
+        x = x[:5_000]
+    n, d = x.shape
+    n_hidden, batch, lr = 500, 100, 0.05
+    g = torch.Generator(device=dev).manual_seed(0)
+
+    def ours():
+        rbm = BernoulliRBM(d, n_hidden, generator=g).to(dev)
+        return fit_rbm(rbm, x, method="pcd", k=1, batch_size=batch, epochs=1, lr=lr, monitor=False,
+                       generator=g, quiet=True)
+
+    ours()  # warm-up (allocator, kernels)
+    t_ours = min(timed(ours)[0] for _ in range(2 if quick else 3))
+
+    # the floor: the five matrix products of one PCD-1 update, nothing else
+    W = torch.randn(d, n_hidden, device=dev) * 0.01
+    vb = x[:batch]
+    hb = torch.rand(batch, n_hidden, device=dev)
+
+    def floor():
+        for _ in range(math.ceil(n / batch)):
+            a = vb @ W
+            bb = hb @ W.T
+            cc = vb @ W
+            dd = vb.T @ hb
+            ee = vb.T @ a
+        return ee
+
+    floor()
+    t_floor = min(timed(floor)[0] for _ in range(3))
+
+    x_np = x.cpu().numpy().astype(np.float32)
+    sk = SkRBM(n_components=n_hidden, learning_rate=lr, batch_size=batch, n_iter=1, random_state=0)
+    t_sk = min(timed(sk.fit, x_np)[0] for _ in range(1 if quick else 2))
+
+    where = f"{dev.type}, {n} examples"
+    return [
+        Row("rbm_speed", f"dgmlib PCD-1 epoch ({where})", t_ours, "s"),
+        Row("rbm_speed", "scikit-learn BernoulliRBM epoch (cpu, float32 input)", t_sk, "s"),
+        Row("rbm_speed", "floor: the 5 matmuls per update", t_floor, "s"),
+        Row("rbm_speed", "speed-up over scikit-learn", t_sk / t_ours, "x", ">= 3x", t_sk / t_ours >= 3),
+        Row("rbm_speed", "time relative to the floor", t_ours / t_floor, "x", "<= 1.5x", t_ours / t_floor <= 1.5),
+    ]
+
+
+def _train_rbm(x, n_hidden, budget_s, g, dev, *, lr0=0.05, weight_decay=1e-4, max_epochs=10_000):
+    """PCD-1 with a linearly decaying learning rate, stopping at the wall-clock budget."""
+    rbm = BernoulliRBM(x.shape[1], n_hidden, generator=g).to(dev)
+    rbm.init_visible_bias_from_data(x)
+    t0 = time.perf_counter()
+    t_epoch, _ = timed(fit_rbm, rbm, x, method="pcd", epochs=1, lr=lr0, monitor=False, generator=g,
+                       quiet=True, weight_decay=weight_decay)
+    epochs = max(1, min(max_epochs, int(budget_s / t_epoch)))
+    chains = None
+    for e in range(1, epochs):
+        lr = lr0 * (1 - e / epochs)
+        hist = fit_rbm(rbm, x, method="pcd", epochs=1, lr=lr, monitor=False, generator=g, quiet=True,
+                       weight_decay=weight_decay)
+        chains = hist.chains
+        if time.perf_counter() - t0 > budget_s:
+            epochs = e + 1
+            break
+    return rbm, epochs, time.perf_counter() - t0
+
+
+def rbm_quality(quick: bool = False, budget_s: float = 540.0) -> list[Row]:
+    dev = best_device()
+    x, test = mnist("train", dev), mnist("test", dev)
+    g = torch.Generator(device=dev).manual_seed(1)
+    if quick:
+        x, budget_s = x[:5000], 10.0
+    rbm, epochs, t_train = _train_rbm(x, 500, budget_s, g, dev)
+    betas = sm_betas() if not quick else torch.linspace(0, 1, 1000, dtype=torch.float64)
+    t_ais, res = timed(ais, rbm, betas=betas, n_chains=100, base=base_rate_biases(x), generator=g)
+    ll = float((-rbm.free_energy(test)).mean()) - res.log_z
+    return [
+        Row("rbm_quality", f"training time ({epochs} PCD-1 epochs, 784x500)", t_train, "s", "<= 600 s", t_train <= 600),
+        Row("rbm_quality", f"AIS time ({len(betas)} betas, 100 chains)", t_ais, "s"),
+        Row("rbm_quality", "test log-likelihood (AIS)", ll, "nats", ">= -90", ll >= -90, PUBLISHED,
+            {"log_z": res.log_z, "stderr": res.stderr, "log_z_low": res.log_z_low, "log_z_high": res.log_z_high}),
+    ]
+
+
+def ais_accuracy(quick: bool = False) -> list[Row]:
+    dev = best_device()
+    x = mnist("train", dev)
+    rows = []
+    for seed, budget in ((2, 20.0), (3, 60.0)):
+        g = torch.Generator(device=dev).manual_seed(seed)
+        n_hidden = 12 if quick else 20
+        rbm, epochs, _ = _train_rbm(x[:5000] if quick else x, n_hidden, 3.0 if quick else budget, g, dev)
+        t_exact, log_z = timed(log_partition, rbm)
+        betas = torch.linspace(0, 1, 1000, dtype=torch.float64) if quick else sm_betas()
+        res = ais(rbm, betas=betas, n_chains=100, base=base_rate_biases(x), generator=g)
+        err = abs(res.log_z - float(log_z))
+        tag = f"784x{n_hidden}, {epochs} epochs"
+        rows += [
+            Row("ais_accuracy", f"exact log Z time ({tag})", t_exact, "s", "<= 30 s", t_exact <= 30),
+            Row("ais_accuracy", f"|AIS - exact| log Z ({tag})", err, "nats", "<= 0.3", err <= 0.3, "",
+                {"exact": float(log_z), "ais": res.log_z, "stderr": res.stderr}),
+        ]
+    return rows
+
+
+BENCHMARKS = {"rbm_speed": rbm_speed, "rbm_quality": rbm_quality, "ais_accuracy": ais_accuracy}
