@@ -316,13 +316,11 @@ _HOW_TO_PROCEED = (
 
 
 def cache_dir() -> Path:
-    """The user cache: ``$DGMLIB_CACHE_DIR/data``, else ``$XDG_CACHE_HOME/dgmlib/data``,
-    else ``~/.cache/dgmlib/data``."""
-    if os.environ.get("DGMLIB_CACHE_DIR"):
-        return Path(os.environ["DGMLIB_CACHE_DIR"]).expanduser() / "data"
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "dgmlib" / "data"
-    return Path.home() / ".cache" / "dgmlib" / "data"
+    """The user data cache: ``data/`` under :func:`dgmlib.cache.cache_dir` (``$DGMLIB_CACHE_DIR``,
+    else ``$XDG_CACHE_HOME/dgmlib``, else ``~/.cache/dgmlib``)."""
+    from .cache import cache_dir as root
+
+    return root() / "data"
 
 
 def _search_paths(data_dir: str | os.PathLike | None) -> list[tuple[str, Path]]:
