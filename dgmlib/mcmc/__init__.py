@@ -2,6 +2,8 @@
 
 from .ais import AISResult, ais, base_rate_biases, log_mean_exp, sm_betas
 from .gibbs import gibbs_chain, gibbs_step, sample_h, sample_v
+from .sequential import evolve_distribution, gibbs_transition_matrix, sequential_gibbs
 
 __all__ = ["AISResult", "ais", "base_rate_biases", "log_mean_exp", "sm_betas",
-           "gibbs_chain", "gibbs_step", "sample_h", "sample_v"]
+           "gibbs_chain", "gibbs_step", "sample_h", "sample_v",
+           "sequential_gibbs", "evolve_distribution", "gibbs_transition_matrix"]
