@@ -132,10 +132,12 @@ def ais(rbm, *, betas: Tensor | None = None, n_betas: int | None = None, n_chain
             raise ValueError(f"base biases must have shape ({D},); got {tuple(base.shape)}")
         b_a = base.to(dtype=dtype, device=device)
     log_z_base = float(H * math.log(2.0) + F.softplus(b_a.double()).sum())
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(f"the generator is on {generator.device} but the RBM is on {device}; "
+                         f"make one there: torch.Generator(device={str(device)!r}).manual_seed(...)")
 
     def bern(p: Tensor) -> Tensor:
-        return torch.bernoulli(p, generator=generator) if p.device == gen_device else torch.bernoulli(p)
+        return torch.bernoulli(p, generator=generator)
 
     schedule = betas.tolist()
     if reverse:
