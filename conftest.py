@@ -24,7 +24,6 @@ collect_ignore_glob = ["book/*.ipynb", ".venv/*", "_build/*", "_vendor/*"]
 os.environ.setdefault("DGMLIB_PROFILE", "quick")
 os.environ.setdefault("DGMLIB_CACHE", "off")
 os.environ.setdefault("DGMLIB_QUIET", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 def is_chapter(path: Path) -> bool:
