@@ -111,11 +111,11 @@ def animate(draw: Callable[[int], None], n_frames: int, *, fig, interval: int = 
 
 # matplotlib's player links Font Awesome from a CDN for its button icons; the book must work
 # offline, so the link is dropped and each icon becomes a plain Unicode symbol.
-_ICONS = {
-    "fa fa-minus": "&minus;", "fa fa-plus": "+", "fa fa-fast-backward": "&#x23EE;",
-    "fa fa-step-backward": "&#x23F4;&#x23F8;", "fa fa-play fa-flip-horizontal": "&#x25C0;",
-    "fa fa-pause": "&#x23F8;", "fa fa-play": "&#x25B6;", "fa fa-step-forward": "&#x23F8;&#x23F5;",
-    "fa fa-fast-forward": "&#x23ED;",
+_ICONS = {  # symbols every common font has (DejaVu, Liberation, the system UI fonts)
+    "fa fa-minus": "&minus;", "fa fa-plus": "+", "fa fa-fast-backward": "&#x21E4;",
+    "fa fa-step-backward": "&#x2190;", "fa fa-play fa-flip-horizontal": "&#x25C0;",
+    "fa fa-pause": "||", "fa fa-play": "&#x25B6;", "fa fa-step-forward": "&#x2192;",
+    "fa fa-fast-forward": "&#x21E5;",
 }
 
 
