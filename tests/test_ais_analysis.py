@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import random_rbm
 from scipy import stats
 
 from dgmlib.energy import BernoulliRBM
@@ -13,13 +14,6 @@ from dgmlib.mcmc.ais_analysis import (
     ais_sweep, effective_sample_size, exact_samples, smaller_layer_marginal,
 )
 
-
-def random_rbm(d, h, seed=0, scale=1.0, dtype=torch.float64) -> BernoulliRBM:
-    g = torch.Generator().manual_seed(seed)
-    rbm = BernoulliRBM(d, h, init_std=scale, generator=g, dtype=dtype)
-    rbm.b = (torch.randn(d, generator=g, dtype=torch.float64) * scale).to(dtype)
-    rbm.c = (torch.randn(h, generator=g, dtype=torch.float64) * scale).to(dtype)
-    return rbm
 
 
 def joint_marginals(rbm):

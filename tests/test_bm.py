@@ -16,14 +16,7 @@ from dgmlib.mcmc.sequential import evolve_distribution, gibbs_transition_matrix,
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tensors here are tiny: one intra-op thread avoids thread start-up and spin costs
-    (25x slower steps with 2 threads on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def random_bm(n_visible=4, n_hidden=2, seed=0, scale=1.0) -> BoltzmannMachine:

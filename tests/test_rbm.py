@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from helpers import random_rbm
 from scipy import stats
 
 from dgmlib.data import bars_and_stripes
@@ -15,13 +16,6 @@ from dgmlib.mcmc import ais, base_rate_biases, gibbs_chain, gibbs_step, sm_betas
 
 D, H = 5, 3
 
-
-def random_rbm(d=D, h=H, seed=0, scale=1.0) -> BernoulliRBM:
-    g = torch.Generator().manual_seed(seed)
-    rbm = BernoulliRBM(d, h, init_std=scale, generator=g, dtype=torch.float64)
-    rbm.b = torch.randn(d, generator=g, dtype=torch.float64) * scale
-    rbm.c = torch.randn(h, generator=g, dtype=torch.float64) * scale
-    return rbm
 
 
 def joint_table(rbm):

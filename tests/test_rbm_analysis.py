@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import random_rbm
 
 from dgmlib.energy import BernoulliRBM, cd_update
 from dgmlib.energy.rbm_analysis import (
@@ -19,21 +20,8 @@ from dgmlib.mcmc import gibbs_chain
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one thread avoids waiting on busy cores (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-
-def random_rbm(d=5, h=3, seed=0, scale=1.0) -> BernoulliRBM:
-    g = torch.Generator().manual_seed(seed)
-    rbm = BernoulliRBM(d, h, init_std=scale, generator=g, dtype=F64)
-    rbm.b = torch.randn(d, generator=g, dtype=F64) * scale
-    rbm.c = torch.randn(h, generator=g, dtype=F64) * scale
-    return rbm
 
 
 def random_data(n, d, seed=1, p=0.4):
