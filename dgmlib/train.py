@@ -90,11 +90,9 @@ def minibatches(
     if shuffle:
         gen_device = generator.device if generator is not None else torch.device("cpu")
         order = torch.randperm(n, generator=generator, device=gen_device).to(tensors[0].device)
-    else:
-        order = torch.arange(n, device=tensors[0].device)
+        tensors = tuple(t[order] for t in tensors)   # one gather per epoch; batches are views
     for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
-        batch = tuple(t[idx] for t in tensors)
+        batch = tuple(t[start:start + batch_size] for t in tensors)
         yield batch if isinstance(data, tuple) else batch[0]
 
 

@@ -177,7 +177,9 @@ class RBMStep:
         self._vel = [torch.zeros_like(p) for p in (self.rbm.W, self.rbm.b, self.rbm.c)]
 
     def _sample(self, p: Tensor) -> Tensor:
-        return torch.bernoulli(p, generator=self.generator)
+        # u < p with u ~ U(0, 1) is a Bernoulli(p) draw; about twice as fast as torch.bernoulli on CPU
+        u = torch.rand(p.shape, generator=self.generator, dtype=p.dtype, device=p.device)
+        return (u < p).to(p.dtype)
 
     @torch.no_grad()
     def __call__(self, v_pos: Tensor) -> dict[str, float]:
@@ -199,18 +201,22 @@ class RBMStep:
             # The persistent state is the (v, h) pair; h is drawn here with the current
             # parameters and the next update's sweep starts from it (one matmul fewer).
             self.chains, self.chain_h = v_neg, self._sample(ph)
-        # ascent direction: <v h>_data - <v h>_model, with h -> P(h|v)       (Algorithm 18.3)
+        # ascent direction: <v h>_data - <v h>_model, with h -> P(h|v)       (Algorithm 18.3);
+        # the same numbers as cd_update(rbm, v_pos, v_neg), accumulated in place into the
+        # velocities (fused matrix products, no temporaries of size D x H).
         n_pos, n_neg = len(v_pos), len(v_neg)
-        grads = (
-            v_pos.T @ ph_pos / n_pos - v_neg.T @ ph / n_neg,
-            v_pos.mean(0) - v_neg.mean(0),
-            ph_pos.mean(0) - ph.mean(0),
-        )
-        for p, g, vel in zip((W, b, c), grads, self._vel):
-            if self.weight_decay and p is W:
-                g = g - self.weight_decay * W
-            vel.mul_(self.momentum).add_(g, alpha=self.lr)
-            p.add_(vel)
+        lr = self.lr
+        vW, vb, vc = self._vel
+        for vel in self._vel:
+            vel.mul_(self.momentum)
+        vW.addmm_(v_pos.T, ph_pos, alpha=lr / n_pos).addmm_(v_neg.T, ph, alpha=-lr / n_neg)
+        if self.weight_decay:
+            vW.add_(W, alpha=-lr * self.weight_decay)
+        vb.add_(v_pos.mean(0) - v_neg.mean(0), alpha=lr)
+        vc.add_(ph_pos.mean(0) - ph.mean(0), alpha=lr)
+        W.add_(vW)
+        b.add_(vb)
+        c.add_(vc)
         if not self.monitor:
             return {}
         return {"recon_error": float(((v_pos - torch.sigmoid(ph_pos @ W.T + b)) ** 2).sum(1).mean())}
