@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["all_states", "iter_states", "log_sum_exp_states", "log_partition_function", "exact_distribution", "log_partition"]
+__all__ = ["all_states", "iter_states", "log_sum_exp_states", "log_partition_function", "exact_distribution", "log_partition", "states_from_codes"]
 
 MAX_UNITS = 30  # 2**30 states: about a billion; beyond that enumeration is hopeless here
 
@@ -28,11 +28,15 @@ def _check_units(d: int) -> None:
         )
 
 
-def _states(start: int, stop: int, d: int, dtype: torch.dtype, device) -> Tensor:
-    """States with integer codes start..stop-1; bit j of the code is unit j (unit 0 is the lowest bit)."""
-    codes = torch.arange(start, stop, device=device)                     # (n,)
-    bits = torch.arange(d, device=device)                                  # (d,)
+def states_from_codes(codes: Tensor, d: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Binary states of ``d`` units from integer codes (n,) -> (n, d); bit j of the code is unit j."""
+    bits = torch.arange(d, device=codes.device)                            # (d,)
     return ((codes[:, None] >> bits[None, :]) & 1).to(dtype)               # (n, d)
+
+
+def _states(start: int, stop: int, d: int, dtype: torch.dtype, device) -> Tensor:
+    """States with integer codes start..stop-1 (unit 0 is the lowest bit)."""
+    return states_from_codes(torch.arange(start, stop, device=device), d, dtype)
 
 
 def all_states(d: int, *, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
@@ -96,10 +100,11 @@ def log_partition(rbm, *, chunk_size: int = 2**14, dtype: torch.dtype = torch.fl
 
     With H <= D hidden units, Z = sum_h exp(c.h) prod_i (1 + exp(b_i + W[i].h)), so
     log Z = logsumexp_h [c.h + sum_i softplus(b_i + W[i].h)] over 2**H states (and the
-    mirror image when D < H). Computed in ``dtype`` (float64 by default) in chunks.
+    mirror image when D < H). Computed in ``dtype`` (float64 by default) in chunks;
+    differentiable in ``W, b, c`` when they require grad.
     """
-    W = rbm.W.detach().to(dtype)
-    b, c = rbm.b.detach().to(dtype), rbm.c.detach().to(dtype)
+    W = rbm.W.to(dtype)
+    b, c = rbm.b.to(dtype), rbm.c.to(dtype)
     if W.shape[1] > W.shape[0]:                       # enumerate the visible layer instead
         W, b, c = W.T, c, b
     n_enum = W.shape[1]

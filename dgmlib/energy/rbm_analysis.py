@@ -146,16 +146,7 @@ def log_likelihood(rbm: BernoulliRBM, v: Tensor, *, dtype: torch.dtype = torch.f
     W, b, c = rbm.W.to(dtype), rbm.b.to(dtype), rbm.c.to(dtype)
     v = rbm._check_v(v).to(dtype)
     free = -(v @ b) - F.softplus(v @ W + c).sum(-1)                           # F(v), (B,)
-    if W.requires_grad or b.requires_grad or c.requires_grad:
-        swap = W.shape[1] > W.shape[0]
-        Wn, bn, cn = (W.T, c, b) if swap else (W, b, c)
-        if Wn.shape[1] > MAX_ENUM:
-            raise ValueError(f"log_likelihood with autograd enumerates 2**{Wn.shape[1]} states; the smaller "
-                             f"layer must have <= {MAX_ENUM} units")
-        h = all_states(Wn.shape[1], dtype=dtype, device=W.device)
-        log_z = torch.logsumexp(h @ cn + F.softplus(h @ Wn.T + bn).sum(-1), 0)
-    else:
-        log_z = log_partition(rbm, dtype=dtype)
+    log_z = log_partition(rbm, dtype=dtype)                                   # differentiable
     return -free - log_z
 
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..exact import iter_states
+from ..exact import iter_states, states_from_codes
 from .ais import AISResult, ais
 
 __all__ = ["SmallerLayerMarginal", "smaller_layer_marginal", "exact_samples",
@@ -93,11 +93,6 @@ def smaller_layer_marginal(rbm, *, chunk_size: int = 2**14) -> SmallerLayerMargi
     return SmallerLayerMarginal(layer, log_p_star - log_z, float(log_z))
 
 
-def _codes_to_states(codes: Tensor, m: int, dtype: torch.dtype) -> Tensor:
-    bits = torch.arange(m, device=codes.device)
-    return ((codes[:, None] >> bits[None, :]) & 1).to(dtype)       # (n, m), as exact.all_states
-
-
 @torch.no_grad()
 def exact_samples(rbm, n: int, *, generator: torch.Generator | None = None,
                   marginal: SmallerLayerMarginal | None = None) -> Tensor:
@@ -124,7 +119,7 @@ def exact_samples(rbm, n: int, *, generator: torch.Generator | None = None,
     u = torch.rand(n, generator=generator, device=where, dtype=torch.float64).to(W.device)   # (n,)
     cdf = torch.cumsum(marginal.log_p.to(W.device).exp(), 0)                                  # (2**m,)
     codes = torch.searchsorted(cdf, u * cdf[-1], right=True).clamp_(max=len(cdf) - 1)        # (n,)
-    s = _codes_to_states(codes, m, W.dtype)                                                  # (n, m)
+    s = states_from_codes(codes, m, W.dtype)                                                  # (n, m)
     if expected == "visible":
         return s
     p_v = torch.sigmoid(s @ W.T + rbm.b.detach())                                            # (n, D)
