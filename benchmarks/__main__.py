@@ -8,10 +8,24 @@ import sys
 import time
 from pathlib import Path
 
-from . import rbm
+import importlib
+import pkgutil
+
 from .common import machine
 
-SUITES = {**rbm.BENCHMARKS}
+
+def suites() -> dict:
+    """Every ``BENCHMARKS`` dict of the modules in this package, merged (name -> function)."""
+    found = {}
+    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
+        if info.name in {"common", "__main__"}:
+            continue
+        module = importlib.import_module(f"benchmarks.{info.name}")
+        found.update(getattr(module, "BENCHMARKS", {}))
+    return found
+
+
+SUITES = suites()
 OUT = Path(__file__).resolve().parent / "results"
 
 
