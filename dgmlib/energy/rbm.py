@@ -172,6 +172,7 @@ class RBMStep:
     monitor: bool = True                  # record the reconstruction error (one more matmul)
     chains: Tensor | None = None          # (M, D) persistent fantasy particles (PCD)
     chain_h: Tensor | None = None         # (M, H) their hidden states
+    matmul_dtype: torch.dtype | None = None  # e.g. torch.bfloat16: mixed precision (see fit_rbm)
 
     def __post_init__(self):
         self._vel = [torch.zeros_like(p) for p in (self.rbm.W, self.rbm.b, self.rbm.c)]
@@ -181,20 +182,29 @@ class RBMStep:
         u = torch.rand(p.shape, generator=self.generator, dtype=p.dtype, device=p.device)
         return (u < p).to(p.dtype)
 
+    def _products(self, W: Tensor):
+        """``(v @ W, h @ W.T)`` as float32 functions, in ``matmul_dtype`` when one is set."""
+        lo = self.matmul_dtype
+        if lo is None:
+            return (lambda v: v @ W), (lambda h: h @ W.T)
+        W_lo = W.to(lo)                     # a low-precision copy of the float32 master weights
+        return (lambda v: (v.to(lo) @ W_lo).float()), (lambda h: (h.to(lo) @ W_lo.T).float())
+
     @torch.no_grad()
     def __call__(self, v_pos: Tensor) -> dict[str, float]:
         rbm = self.rbm
         W, b, c = rbm.W, rbm.b, rbm.c
-        ph_pos = torch.sigmoid(v_pos @ W + c)                               # (B, H) positive phase
+        up, down = self._products(W)
+        ph_pos = torch.sigmoid(up(v_pos) + c)                               # (B, H) positive phase
         if self.method == "cd":                                             # chains start at the data
             h = self._sample(ph_pos)
         else:                                                               # persistent chains (SML)
             if self.chain_h is None:
-                self.chain_h = self._sample(torch.sigmoid(self.chains @ W + c))
+                self.chain_h = self._sample(torch.sigmoid(up(self.chains) + c))
             h = self.chain_h
         for t in range(self.k):                                             # block Gibbs, k sweeps
-            v_neg = self._sample(torch.sigmoid(h @ W.T + b))                # (M, D)
-            ph = torch.sigmoid(v_neg @ W + c)                               # (M, H)
+            v_neg = self._sample(torch.sigmoid(down(h) + b))                # (M, D)
+            ph = torch.sigmoid(up(v_neg) + c)                               # (M, H)
             if t < self.k - 1:
                 h = self._sample(ph)
         if self.method == "pcd":
@@ -209,7 +219,14 @@ class RBMStep:
         vW, vb, vc = self._vel
         for vel in self._vel:
             vel.mul_(self.momentum)
-        vW.addmm_(v_pos.T, ph_pos, alpha=lr / n_pos).addmm_(v_neg.T, ph, alpha=-lr / n_neg)
+        if self.matmul_dtype is None:
+            vW.addmm_(v_pos.T, ph_pos, alpha=lr / n_pos).addmm_(v_neg.T, ph, alpha=-lr / n_neg)
+        else:
+            # both phases in one low-precision product of the stacked minibatches: the kernel
+            # accumulates in float32, so the difference is rounded once, not each phase
+            v_both = torch.cat([v_pos, v_neg]).to(self.matmul_dtype)
+            h_both = torch.cat([ph_pos / n_pos, ph / -n_neg]).to(self.matmul_dtype)
+            vW.add_(v_both.T @ h_both, alpha=lr)
         if self.weight_decay:
             vW.add_(W, alpha=-lr * self.weight_decay)
         vb.add_(v_pos.mean(0) - v_neg.mean(0), alpha=lr)
@@ -226,7 +243,7 @@ def fit_rbm(
     rbm: BernoulliRBM, data: Tensor, *, method: str = "pcd", k: int = 1, batch_size: int = 100,
     epochs: int = 1, lr: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0,
     n_chains: int | None = None, monitor: bool = True, generator: torch.Generator | None = None,
-    quiet: bool | None = None,
+    quiet: bool | None = None, matmul_dtype: torch.dtype | None = None,
 ) -> History:
     """Train ``rbm`` in place by CD-k (``method="cd"``) or PCD-k / SML (``method="pcd"``).
 
@@ -235,13 +252,21 @@ def fit_rbm(
     Tieleman 2008). Updates are plain SGD with optional momentum and L2 weight decay.
     Records ``recon_error`` (squared error of one mean-field reconstruction) per step when
     ``monitor``; it is a rough progress signal, not the likelihood.
+
+    ``matmul_dtype=torch.bfloat16`` runs the step's five matrix products in bfloat16 (mixed
+    precision: the parameters, velocities, sigmoids and Bernoulli draws stay float32, and the
+    products accumulate in float32). Its rounding (about 0.4 % of a logit) is far below the
+    Monte-Carlo noise of the gradient; on CPUs with AVX-512 BF16 (and on GPUs) it is several
+    times faster. Default: the model's own dtype throughout.
     """
     if method not in ("cd", "pcd"):
         raise ValueError(f"method must be 'cd' or 'pcd'; got {method!r}")
     if k < 1:
         raise ValueError(f"k (Gibbs steps per update) must be >= 1; got {k}")
     data = rbm._check_v(data)
-    step = RBMStep(rbm, method, k, lr, momentum, weight_decay, generator, monitor)
+    if matmul_dtype is not None and not matmul_dtype.is_floating_point:
+        raise ValueError(f"matmul_dtype must be a floating dtype such as torch.bfloat16; got {matmul_dtype}")
+    step = RBMStep(rbm, method, k, lr, momentum, weight_decay, generator, monitor, matmul_dtype=matmul_dtype)
     if method == "pcd":
         m = n_chains or batch_size
         idx = torch.randint(len(data), (m,), generator=generator, device=generator.device if generator is not None else "cpu")
