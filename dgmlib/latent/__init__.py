@@ -22,3 +22,7 @@ __all__ = [
     "em_step", "em_step_ppca", "em_step_fa", "fit_em", "ppca_closed_form",
     "elbo", "kl_to_posterior", "kl_gaussians", "gaussian_log_prob",
 ]
+from dgmlib.latent.vae import VAE, active_units, fit_vae, gaussian_kl, iwae_bound, kl_per_dimension, log_importance_weights  # noqa: E402
+__all__ += ["VAE", "iwae_bound", "fit_vae", "active_units", "kl_per_dimension", "gaussian_kl", "log_importance_weights"]
+from dgmlib.latent.sbn import ExactPosterior, NVILBaseline, RecognitionNet, SigmoidBeliefNet, elbo_exact, fit_sbn, mean_field_exact, nvil_loss, rws_loss, wake_sleep_loss  # noqa: E402
+__all__ += ["SigmoidBeliefNet", "RecognitionNet", "ExactPosterior", "NVILBaseline", "wake_sleep_loss", "nvil_loss", "rws_loss", "fit_sbn", "mean_field_exact", "elbo_exact"]

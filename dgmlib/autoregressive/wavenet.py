@@ -1,0 +1,101 @@
+"""WaveNet-style dilated causal convolutions for binary sequences (van den Oord et al. 2016).
+
+A *causal* convolution of width ``k`` and dilation ``r`` gives output ``t`` from inputs
+``t, t - r, ..., t - (k-1) r`` only (left padding, no look-ahead). Feeding the sequence
+shifted right by one place, ``(0, x_0, ..., x_{D-2})``, makes output ``t`` a function of
+``x_<t``: a valid conditional ``p(x_t | x_<t)``. Stacking ``L`` layers with dilations
+``1, 2, 4, ..., 2^(L-1)`` and width 2 sees ``2^L`` past values at the cost of ``L`` layers:
+the receptive field grows exponentially with depth, linearly without dilation.
+
+Notation: x (B, D) binary sequence; logits (B, D).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dgmlib.checks import check_binary, check_shape
+
+from .base import bernoulli_log_prob, sample_sequential
+
+__all__ = ["CausalConv1d", "WaveNet"]
+
+
+class CausalConv1d(nn.Conv1d):
+    """``Conv1d`` padded on the left only: output ``t`` sees inputs ``t - (k-1) r .. t``, (B, C, T) -> (B, C', T).
+
+    Computed as ``y[t] = bias + sum_j W[:, :, k-1-j] x[t - j r]``: ``k`` matrix products of
+    shifted copies of ``x``, the same numbers as ``F.conv1d(F.pad(x, ((k-1) r, 0)), W, dilation=r)``
+    (a CPU runs dilated ``conv1d`` in float64 one example at a time; this is batched).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 2, dilation: int = 1):
+        super().__init__(in_channels, out_channels, kernel_size, dilation=dilation)
+        self.left = (kernel_size - 1) * dilation
+
+    def forward(self, x: Tensor) -> Tensor:
+        T, r, k = x.shape[-1], self.dilation[0], self.kernel_size[0]
+        y = self.bias[:, None] + torch.einsum("oc,bct->bot", self.weight[:, :, k - 1], x)
+        for j in range(1, k):
+            shifted = F.pad(x, (j * r, 0))[..., :T]                        # x[t - j r], zeros before the start
+            y = y + torch.einsum("oc,bct->bot", self.weight[:, :, k - 1 - j], shifted)
+        return y
+
+
+class WaveNet(nn.Module):
+    """A small WaveNet for binary sequences: gated residual blocks of dilated causal convolutions.
+
+    Parameters
+    ----------
+    length : int
+        ``D``, the sequence length (a flattened 8x8 image is a sequence of 64).
+    channels : int
+        Residual channels.
+    dilations : sequence of int
+        One gated block per dilation (default ``1, 2, 4, ..., 32``: receptive field 64).
+    kernel_size : int
+        Width of every causal convolution.
+
+    Block: ``z = tanh(conv_f(f)) * sigmoid(conv_g(f))``; ``f <- f + 1x1(z)``; skips summed into the output.
+    """
+
+    def __init__(self, length: int, channels: int = 32, dilations=(1, 2, 4, 8, 16, 32), kernel_size: int = 2):
+        super().__init__()
+        self.n_in, self.dilations, self.kernel_size = length, tuple(dilations), kernel_size
+        self.inp = nn.Conv1d(1, channels, 1)
+        self.filt = nn.ModuleList(CausalConv1d(channels, channels, kernel_size, r) for r in self.dilations)
+        self.gate = nn.ModuleList(CausalConv1d(channels, channels, kernel_size, r) for r in self.dilations)
+        self.res = nn.ModuleList(nn.Conv1d(channels, channels, 1) for _ in self.dilations)
+        self.out = nn.Sequential(nn.ReLU(), nn.Conv1d(channels, channels, 1), nn.ReLU(), nn.Conv1d(channels, 1, 1))
+
+    @property
+    def receptive_field(self) -> int:
+        """How many past values ``x_{t-1}, x_{t-2}, ...`` the conditional of ``x_t`` can see: ``1 + sum_l (k-1) r_l``."""
+        return 1 + sum((self.kernel_size - 1) * r for r in self.dilations)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """``logits[:, t] = logit p(x_t = 1 | x_<t)``, (B, D) -> (B, D)."""
+        check_shape(x, 2, self.n_in, name="x", model="WaveNet")
+        check_binary(x, name="x", model="WaveNet")
+        shifted = F.pad(x, (1, 0))[:, :-1]                      # (B, D): position t holds x_{t-1}
+        f = self.inp(shifted[:, None, :])                       # (B, C, D)
+        skip = 0
+        for filt, gate, res in zip(self.filt, self.gate, self.res):
+            z = torch.tanh(filt(f)) * torch.sigmoid(gate(f))
+            f = f + res(z)
+            skip = skip + z
+        return self.out(skip)[:, 0]                              # (B, D)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Exact ``log p(x)`` in nats, (B, D) -> (B,)."""
+        return bernoulli_log_prob(self.logits(x), x).sum(1)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None, x: Tensor | None = None,
+               n_known: int = 0, record_every: int | None = None):
+        """Samples (n, D), one value per pass of the network."""
+        p = next(self.parameters())
+        return sample_sequential(self.logits, n, torch.arange(self.n_in), generator=generator, x=x, n_known=n_known,
+                                 record_every=record_every, device=p.device, dtype=p.dtype)
