@@ -60,7 +60,7 @@ def made_degrees(
         if generator is None:
             m = low + (torch.arange(h) * (high - low + 1)) // h          # every degree used when h >= range
         else:
-            m = torch.randint(low, high + 1, (h,), generator=generator)
+            m = torch.randint(low, high + 1, (h,), generator=generator, device=generator.device).cpu()
         degrees.append(m)
     return degrees
 
