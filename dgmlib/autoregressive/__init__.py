@@ -13,12 +13,13 @@ conditional is parametrised:
   :class:`WaveNet` — dilated causal convolutions; :class:`RecurrentAR` — a GRU.
 
 Every binary model has ``log_prob(x) -> (B,)`` (exact, nats), ``logits(x) -> (B, D)`` and
-``sample(n, *, generator=...)``, which draws one variable at a time.
+``sample(n, *, generator=...)``, which draws one variable at a time, and
+``init_bias_from_data(x)``, which starts it as independent pixels with the data's frequencies.
 """
 
 from .base import (
     bernoulli_log_prob, check_binary_input, check_order, dependencies, inverse_order, log_mean_exp,
-    order_known_first, random_orders, sample_sequential,
+    marginal_log_odds, order_known_first, random_orders, sample_sequential,
 )
 from .fit import fit_max_likelihood, mean_log_prob
 from .fvbn import FVBN
@@ -35,5 +36,5 @@ __all__ = [
     "nade_logits_loop", "nade_backward", "prefix_preactivations", "order_agnostic_log_prob", "ensemble_log_prob",
     "mixture_log_density", "fit_max_likelihood", "mean_log_prob",
     "bernoulli_log_prob", "check_binary_input", "check_order", "dependencies", "inverse_order", "log_mean_exp",
-    "order_known_first", "random_orders", "sample_sequential",
+    "marginal_log_odds", "order_known_first", "random_orders", "sample_sequential",
 ]

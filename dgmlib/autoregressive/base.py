@@ -25,7 +25,7 @@ from dgmlib.checks import check_binary, check_shape
 
 __all__ = [
     "check_binary_input", "check_order", "check_orders", "random_orders", "order_known_first",
-    "bernoulli_log_prob", "log_mean_exp", "sample_sequential", "inverse_order", "dependencies",
+    "bernoulli_log_prob", "log_mean_exp", "sample_sequential", "inverse_order", "dependencies", "marginal_log_odds",
 ]
 
 
@@ -90,6 +90,20 @@ def order_known_first(known: Tensor, base_order=None) -> Tensor:
     base = torch.arange(d) if base_order is None else check_order(base_order, d).cpu()
     k = known.cpu()[base]
     return torch.cat([base[k], base[~k]])
+
+
+def marginal_log_odds(x: Tensor, smoothing: float = 0.5) -> Tensor:
+    """``log((n_1 + s) / (n_0 + s))`` per column of binary ``x`` (N, D) -> (D,): the pixels' log-odds.
+
+    The starting value of every model's output biases (``init_bias_from_data``): a model that
+    starts as independent pixels with the data's frequencies. Adam moves a parameter by about
+    the learning rate per step, so a bias left at 0 would need hundreds of steps to reach the
+    log-odds of a pixel that is almost never on (a corner: about -8).
+    """
+    check_shape(x, 2, name="x", model="marginal_log_odds")
+    check_binary(x, name="x", model="marginal_log_odds")
+    n1 = x.sum(0)
+    return torch.log(n1 + smoothing) - torch.log(len(x) - n1 + smoothing)
 
 
 def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import bernoulli_log_prob, check_binary_input, check_order, inverse_order, sample_sequential
+from .base import bernoulli_log_prob, check_binary_input, check_order, inverse_order, marginal_log_odds, sample_sequential
 
 __all__ = ["FVBN"]
 
@@ -50,6 +50,11 @@ class FVBN(nn.Module):
         """The free parameters: ``D (D - 1) / 2`` weights and ``D`` biases."""
         d = self.n_visible
         return d * (d - 1) // 2 + d
+
+    @torch.no_grad()
+    def init_bias_from_data(self, x: Tensor) -> None:
+        """Start as independent pixels: ``b`` = the data's log-odds (in generation order)."""
+        self.b.copy_(marginal_log_odds(x.to(self.b))[self.order])
 
     def logits(self, x: Tensor) -> Tensor:
         """``logits[:, d] = logit p(x_d = 1 | x_before_d)``, (B, D) -> (B, D), natural layout."""

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from dgmlib.masked import MaskedMLP
 
-from .base import bernoulli_log_prob, check_binary_input, check_order, sample_sequential
+from .base import bernoulli_log_prob, check_binary_input, check_order, marginal_log_odds, sample_sequential
 
 __all__ = ["MADE"]
 
@@ -85,6 +85,11 @@ class MADE(nn.Module):
         order = torch.randperm(self.n_in, generator=gk) if self.order_agnostic else self.base_order.cpu()
         self.net.reset_masks(order=order, generator=gk)
         self.current_mask = k
+
+    @torch.no_grad()
+    def init_bias_from_data(self, x: Tensor) -> None:
+        """Start as independent pixels: the output biases = the data's log-odds (every mask shares them)."""
+        self.net.out.bias.copy_(marginal_log_odds(x.to(self.net.out.bias)))
 
     def logits(self, x: Tensor, *, mask: int | None = None) -> Tensor:
         """``logits[:, d] = logit p(x_d = 1 | x_before_d)`` under mask ``mask`` (default: the current one), (B, D)."""

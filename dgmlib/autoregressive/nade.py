@@ -25,28 +25,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import (
-    _uniform, bernoulli_log_prob, check_binary_input, check_order, check_orders, inverse_order, random_orders,
+    _uniform, bernoulli_log_prob, check_binary_input, check_order, check_orders, inverse_order, marginal_log_odds,
+    random_orders,
 )
 
 __all__ = ["NADE", "prefix_preactivations", "nade_logits_loop", "nade_backward", "order_agnostic_log_prob", "ensemble_log_prob"]
-
-
-def _exclusive_cumsum(t: Tensor, dim: int) -> Tensor:
-    """``out[..., s, ...] = sum_{r < s} t[..., r, ...]`` along ``dim`` (the cumsum shifted by one)."""
-    csum = t.cumsum(dim)
-    return torch.cat([torch.zeros_like(csum.narrow(dim, 0, 1)), csum.narrow(dim, 0, t.shape[dim] - 1)], dim)
 
 
 def prefix_preactivations(x_o: Tensor, W_o: Tensor, c: Tensor) -> Tensor:
     """All hidden pre-activations at once: ``a[:, :, t] = c + sum_{s<t} x_o[:, s] W_o[..., s]`` (B, H, D).
 
     ``x_o`` (B, D) is in generation order and ``W_o`` (H, D) or (B, H, D) holds the matching
-    columns of ``W``. One elementwise product and one cumulative sum over ``t``, shifted by one
-    place: O(DH) per example (eq. 20.83). The layout (B, H, D) puts ``t`` on the last,
-    contiguous axis, where a CPU sums about three times faster than along a middle one.
+    columns of ``W``. The inputs are shifted by one place, with ``c`` entering as the weight of
+    a constant input 1 in column 0, and then one elementwise product and one cumulative sum over
+    ``t`` give every ``a_t``: O(DH) per example (eq. 20.83). The layout (B, H, D) puts ``t`` on
+    the last, contiguous axis, where a CPU sums about three times faster than along a middle one.
     """
-    contrib = x_o[:, None, :] * W_o                         # (B, H, D): column s is x_{o_s} W[:, o_s]
-    return c[:, None] + _exclusive_cumsum(contrib, dim=2)   # (B, H, D): column t is a_t
+    ones = torch.ones_like(x_o[:, :1])
+    x_shift = torch.cat([ones, x_o[:, :-1]], 1)                       # (B, D): 1, x_{o_0}, ..., x_{o_(D-2)}
+    c_col = c[:, None] if W_o.ndim == 2 else c[:, None].expand(len(W_o), -1, 1)
+    W_shift = torch.cat([c_col, W_o[..., :-1]], -1)                   # (H, D) or (B, H, D): c, W[:, o_0], ...
+    return torch.cumsum(x_shift[:, None, :] * W_shift, dim=2)         # (B, H, D): column t is a_t
 
 
 class NADE(nn.Module):
@@ -76,6 +75,11 @@ class NADE(nn.Module):
         self.V = nn.Parameter(torch.randn(n_visible, n_hidden, generator=generator) / math.sqrt(n_hidden))  # (D, H)
         self.b = nn.Parameter(torch.zeros(n_visible))                                                      # (D,)
         self.register_buffer("order", check_order(torch.arange(n_visible) if order is None else order, n_visible))
+
+    @torch.no_grad()
+    def init_bias_from_data(self, x: Tensor) -> None:
+        """Start as independent pixels: ``b`` = the data's log-odds."""
+        self.b.copy_(marginal_log_odds(x.to(self.b)))
 
     # ------------------------------------------------------------------ evaluation
     def _gather(self, x: Tensor, order) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -182,20 +186,33 @@ def nade_logits_loop(nade: NADE, x: Tensor, *, order=None) -> Tensor:
     return logits
 
 
+def _work_buffers(nade: NADE, shape: tuple, like: Tensor) -> tuple[Tensor, Tensor]:
+    """Two uninitialised (B, H, D) tensors, cached on the model: allocating (and first touching)
+    hundreds of megabytes at every step would cost as much as a pass over them."""
+    key = (shape, like.dtype, like.device)
+    cached = nade.__dict__.get("_work")
+    if cached is None or cached[0] != key:
+        cached = (key, torch.empty(shape, dtype=like.dtype, device=like.device),
+                  torch.empty(shape, dtype=like.dtype, device=like.device))
+        nade.__dict__["_work"] = cached
+    return cached[1], cached[2]
+
+
 @torch.no_grad()
 def nade_backward(nade: NADE, x: Tensor, *, order=None) -> Tensor:
     """Mean NLL of ``x`` and its gradient, written into ``.grad``: the fast training step (same O(DH)).
 
     The same numbers as ``(-nade.log_prob(x).mean()).backward()``, computed by hand with two
     (B, H, D) work buffers and in-place operations, at about a third of autograd's memory
-    traffic (what limits NADE on a CPU). With ``delta_t = sigmoid(l_t) - x_{o_t}`` (the
+    traffic (what limits NADE on a CPU; on one core it is three times faster than autograd). With ``delta_t = sigmoid(l_t) - x_{o_t}`` (the
     gradient of the NLL with respect to logit ``t``), ``da_t = delta_t V[o_t] * h_t (1 - h_t)``
     and ``a_t = c + sum_{s<t} W[:, o_s] x_{o_s}``::
 
         dV[o_t] = sum_b delta_t h_t       db_{o_t} = sum_b delta_t       dc = sum_{b,t} da_t
         dW[:, o_s] = sum_b x_{o_s} sum_{t>s} da_t = sum_b x_{o_s} (total - inclusive_cumsum(da)_s)
 
-    Gradients are accumulated into ``.grad`` (call ``optimizer.zero_grad()`` first).
+    Gradients are accumulated into ``.grad`` (call ``optimizer.zero_grad()`` first). The two
+    work buffers stay attached to ``nade`` for the next call with the same batch shape.
 
     Parameters
     ----------
@@ -211,20 +228,19 @@ def nade_backward(nade: NADE, x: Tensor, *, order=None) -> Tensor:
     o = nade.order if order is None else check_order(order, nade.n_visible).to(x.device)
     B, D = x.shape
     x_o, W_o, Vt_o, b_o = x[:, o], nade.W[:, o], nade.V[o].T.contiguous(), nade.b[o]   # (B, D), (H, D), (H, D), (D,)
-    a = torch.empty(B, nade.n_hidden, D, dtype=x.dtype, device=x.device)   # the two work buffers
-    u = torch.empty_like(a)
-    torch.mul(x_o[:, None, :], W_o, out=u)                  # contributions x_{o_s} W[:, o_s]
-    torch.cumsum(u, 2, out=a)
-    h = a.sub_(u).add_(nade.c[:, None]).sigmoid_()          # exclusive cumsum + c, then sigmoid: h_t
-    torch.mul(h, Vt_o, out=u)
-    logits = u.sum(1).add_(b_o)                             # (B, D)
+    a, u = _work_buffers(nade, (B, nade.n_hidden, D), x)   # two (B, H, D) buffers, kept between calls
+    # shifted by one place, with c in column 0: x' = (1, x_{o_0}, ..., x_{o_(D-2)}), W' = (c, W[:, o_0], ...)
+    x_s = torch.cat([torch.ones_like(x_o[:, :1]), x_o[:, :-1]], 1)                  # (B, D)
+    W_s = torch.cat([nade.c[:, None], W_o[:, :-1]], 1)                              # (H, D)
+    torch.mul(x_s[:, None, :], W_s, out=u)
+    h = torch.cumsum(u, 2, out=a).sigmoid_()                # a_t = c + sum_{s<t} x_{o_s} W[:, o_s], then h_t
+    hV = torch.mul(h, Vt_o, out=u)                          # (B, H, D): h_t * V[o_t]
+    logits = hV.sum(1).add_(b_o)                            # (B, D)
     nll = F.binary_cross_entropy_with_logits(logits, x_o, reduction="sum") / B
     delta = torch.sigmoid(logits).sub_(x_o)                 # (B, D): d NLL / d logit
-    torch.mul(h, delta[:, None, :], out=u)
-    dVt_o = u.sum(0)                                        # (H, D)
     db_o = delta.sum(0)                                     # (D,)
-    torch.mul(h, h, out=u)
-    da = u.sub_(h).neg_().mul_(delta[:, None, :]).mul_(Vt_o)   # h(1 - h) delta V: d NLL / d a_t
+    da = torch.addcmul(hV, hV, h, value=-1.0, out=u).mul_(delta[:, None, :])   # delta V h (1 - h): d NLL / d a_t
+    dVt_o = h.mul_(delta[:, None, :]).sum(0)                # (H, D): sum_b delta_t h_t (h is not needed after)
     dc = da.sum((0, 2))                                     # (H,)
     cum = torch.cumsum(da, 2, out=a)                        # inclusive cumsum of da over t
     dW_o = cum[:, :, -1].T @ x_o                            # (H, D): total da, times x_{o_s}

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .base import bernoulli_log_prob, check_binary_input, check_order, inverse_order, sample_sequential
+from .base import bernoulli_log_prob, check_binary_input, check_order, inverse_order, marginal_log_odds, sample_sequential
 
 __all__ = ["NeuralAR"]
 
@@ -72,6 +72,11 @@ class NeuralAR(nn.Module):
         """Free parameters: ``H D (D - 1) / 2`` input weights, ``D H`` hidden biases, ``D H + D`` outputs."""
         D, H = self.n_visible, self.n_hidden
         return H * D * (D - 1) // 2 + 2 * D * H + D
+
+    @torch.no_grad()
+    def init_bias_from_data(self, x: Tensor) -> None:
+        """Start as independent pixels: ``b`` = the data's log-odds (in generation order)."""
+        self.b.copy_(marginal_log_odds(x.to(self.b))[self.order])
 
     def logits(self, x: Tensor) -> Tensor:
         """``logits[:, d] = logit p(x_d = 1 | x_before_d)``, (B, D) -> (B, D), natural layout."""

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from dgmlib.checks import check_binary
 
-from .base import bernoulli_log_prob, sample_sequential
+from .base import bernoulli_log_prob, marginal_log_odds, sample_sequential
 
 __all__ = ["MaskedConv2d", "PixelCNN"]
 
@@ -74,7 +74,7 @@ class PixelCNN(nn.Module):
         The mask-B layers' kernel (odd).
 
     Hidden layers are residual (``f <- f + relu(conv_B(f))``), which trains faster and does
-    not change which pixels each output sees.
+    not change which pixels each output sees; each pixel position has its own output bias.
     """
 
     def __init__(self, shape: tuple[int, int] = (8, 8), channels: int = 32, n_layers: int = 4, kernel_size: int = 5,
@@ -85,6 +85,12 @@ class PixelCNN(nn.Module):
         self.first = MaskedConv2d(1, channels, kernel_size, "A")
         self.hidden = nn.ModuleList(MaskedConv2d(channels, channels, hidden_kernel, "B") for _ in range(n_layers))
         self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(self.n_in))        # one output bias per pixel position
+
+    @torch.no_grad()
+    def init_bias_from_data(self, x: Tensor) -> None:
+        """Start as independent pixels: the per-pixel output biases = the data's log-odds."""
+        self.bias.copy_(marginal_log_odds(self._images(x).to(self.bias)))
 
     def _images(self, x: Tensor) -> Tensor:
         H, W = self.shape
@@ -101,7 +107,7 @@ class PixelCNN(nn.Module):
         f = self.first(x.view(-1, 1, *self.shape))               # (B, C, H, W)
         for conv in self.hidden:
             f = f + F.relu(conv(F.relu(f)))
-        return self.out(f).reshape(len(x), -1)                  # (B, H*W)
+        return self.out(f).reshape(len(x), -1) + self.bias      # (B, H*W)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Exact ``log p(x)`` in nats, (B, H*W) -> (B,)."""

@@ -17,13 +17,13 @@ from torch import Tensor, nn
 
 from dgmlib.checks import check_binary, check_shape
 
-from .base import _uniform, bernoulli_log_prob
+from .base import _uniform, bernoulli_log_prob, marginal_log_odds
 
 __all__ = ["RecurrentAR"]
 
 
 class RecurrentAR(nn.Module):
-    """A GRU over binary sequences with a logistic output: ``p(x_t = 1 | x_<t) = sigmoid(w . s_t + b)``.
+    """A GRU over binary sequences with a logistic output: ``p(x_t = 1 | x_<t) = sigmoid(w . s_t + b_t)``.
 
     Parameters
     ----------
@@ -38,6 +38,12 @@ class RecurrentAR(nn.Module):
         self.n_in, self.n_hidden = length, n_hidden
         self.cell = nn.GRU(2, n_hidden, batch_first=True)
         self.out = nn.Linear(n_hidden, 1)
+        self.bias = nn.Parameter(torch.zeros(length))           # one output bias per position
+
+    @torch.no_grad()
+    def init_bias_from_data(self, x: Tensor) -> None:
+        """Start as independent values: the per-position output biases = the data's log-odds."""
+        self.bias.copy_(marginal_log_odds(x.to(self.bias)))
 
     def _inputs(self, x: Tensor) -> Tensor:
         start = torch.zeros_like(x)
@@ -49,7 +55,7 @@ class RecurrentAR(nn.Module):
         check_shape(x, 2, self.n_in, name="x", model="RecurrentAR")
         check_binary(x, name="x", model="RecurrentAR")
         s, _ = self.cell(self._inputs(x))                              # (B, D, H): s_t
-        return self.out(s)[..., 0]
+        return self.out(s)[..., 0] + self.bias
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Exact ``log p(x)`` in nats, (B, D) -> (B,)."""
@@ -66,7 +72,7 @@ class RecurrentAR(nn.Module):
         frames = [out.clone()] if record_every else None
         for t in range(self.n_in):
             s, state = self.cell(inp, state)                           # one step: (n, 1, H)
-            prob = torch.sigmoid(self.out(s[:, 0])[:, 0])
+            prob = torch.sigmoid(self.out(s[:, 0])[:, 0] + self.bias[t])
             out[:, t] = (_uniform(n, generator, p.device) < prob).to(p.dtype)
             inp = torch.stack([out[:, t], torch.zeros_like(out[:, t])], -1)[:, None]
             if record_every and ((t + 1) % record_every == 0 or t == self.n_in - 1):

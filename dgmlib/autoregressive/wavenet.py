@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from dgmlib.checks import check_binary, check_shape
 
-from .base import bernoulli_log_prob, sample_sequential
+from .base import bernoulli_log_prob, marginal_log_odds, sample_sequential
 
 __all__ = ["CausalConv1d", "WaveNet"]
 
@@ -58,7 +58,8 @@ class WaveNet(nn.Module):
     kernel_size : int
         Width of every causal convolution.
 
-    Block: ``z = tanh(conv_f(f)) * sigmoid(conv_g(f))``; ``f <- f + 1x1(z)``; skips summed into the output.
+    Block: ``z = tanh(conv_f(f)) * sigmoid(conv_g(f))``; ``f <- f + 1x1(z)``; skips summed into the output,
+    plus one output bias per position.
     """
 
     def __init__(self, length: int, channels: int = 32, dilations=(1, 2, 4, 8, 16, 32), kernel_size: int = 2):
@@ -69,6 +70,12 @@ class WaveNet(nn.Module):
         self.gate = nn.ModuleList(CausalConv1d(channels, channels, kernel_size, r) for r in self.dilations)
         self.res = nn.ModuleList(nn.Conv1d(channels, channels, 1) for _ in self.dilations)
         self.out = nn.Sequential(nn.ReLU(), nn.Conv1d(channels, channels, 1), nn.ReLU(), nn.Conv1d(channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(length))           # one output bias per position
+
+    @torch.no_grad()
+    def init_bias_from_data(self, x: Tensor) -> None:
+        """Start as independent values: the per-position output biases = the data's log-odds."""
+        self.bias.copy_(marginal_log_odds(x.to(self.bias)))
 
     @property
     def receptive_field(self) -> int:
@@ -86,7 +93,7 @@ class WaveNet(nn.Module):
             z = torch.tanh(filt(f)) * torch.sigmoid(gate(f))
             f = f + res(z)
             skip = skip + z
-        return self.out(skip)[:, 0]                              # (B, D)
+        return self.out(skip)[:, 0] + self.bias                  # (B, D)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Exact ``log p(x)`` in nats, (B, D) -> (B,)."""
