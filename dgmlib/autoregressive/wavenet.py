@@ -26,9 +26,10 @@ __all__ = ["CausalConv1d", "WaveNet"]
 class CausalConv1d(nn.Conv1d):
     """``Conv1d`` padded on the left only: output ``t`` sees inputs ``t - (k-1) r .. t``, (B, C, T) -> (B, C', T).
 
-    Computed as ``y[t] = bias + sum_j W[:, :, k-1-j] x[t - j r]``: ``k`` matrix products of
-    shifted copies of ``x``, the same numbers as ``F.conv1d(F.pad(x, ((k-1) r, 0)), W, dilation=r)``
-    (a CPU runs dilated ``conv1d`` in float64 one example at a time; this is batched).
+    Computed as ``y[t] = bias + sum_j W[:, :, k-1-j] x[t - j r]`` (``x`` is 0 before the start):
+    ``k`` batched matrix products, the same numbers as
+    ``F.conv1d(F.pad(x, ((k-1) r, 0)), W, dilation=r)`` (a CPU runs ``conv1d`` in float64, and
+    dilated ones, far more slowly).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 2, dilation: int = 1):
@@ -37,11 +38,22 @@ class CausalConv1d(nn.Conv1d):
 
     def forward(self, x: Tensor) -> Tensor:
         T, r, k = x.shape[-1], self.dilation[0], self.kernel_size[0]
-        y = self.bias[:, None] + torch.einsum("oc,bct->bot", self.weight[:, :, k - 1], x)
+        xt = x.transpose(1, 2)                                                  # (B, T, C): one matrix product over B*T rows
+        y = xt @ self.weight[:, :, k - 1].T + self.bias                         # (B, T, C'): the tap on x[t]
         for j in range(1, k):
-            shifted = F.pad(x, (j * r, 0))[..., :T]                        # x[t - j r], zeros before the start
-            y = y + torch.einsum("oc,bct->bot", self.weight[:, :, k - 1 - j], shifted)
-        return y
+            if j * r < T:                                                       # the tap on x[t - j r]
+                y[:, j * r:] += xt[:, :T - j * r] @ self.weight[:, :, k - 1 - j].T
+        return y.transpose(1, 2)
+
+
+class Conv1x1(nn.Conv1d):
+    """A pointwise ``Conv1d`` (kernel 1) computed as one batched matrix product, (B, C, T) -> (B, C', T)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x.transpose(1, 2) @ self.weight[:, :, 0].T + self.bias).transpose(1, 2)
 
 
 class WaveNet(nn.Module):
@@ -65,11 +77,11 @@ class WaveNet(nn.Module):
     def __init__(self, length: int, channels: int = 32, dilations=(1, 2, 4, 8, 16, 32), kernel_size: int = 2):
         super().__init__()
         self.n_in, self.dilations, self.kernel_size = length, tuple(dilations), kernel_size
-        self.inp = nn.Conv1d(1, channels, 1)
+        self.inp = Conv1x1(1, channels)
         self.filt = nn.ModuleList(CausalConv1d(channels, channels, kernel_size, r) for r in self.dilations)
         self.gate = nn.ModuleList(CausalConv1d(channels, channels, kernel_size, r) for r in self.dilations)
-        self.res = nn.ModuleList(nn.Conv1d(channels, channels, 1) for _ in self.dilations)
-        self.out = nn.Sequential(nn.ReLU(), nn.Conv1d(channels, channels, 1), nn.ReLU(), nn.Conv1d(channels, 1, 1))
+        self.res = nn.ModuleList(Conv1x1(channels, channels) for _ in self.dilations)
+        self.out = nn.Sequential(nn.ReLU(), Conv1x1(channels, channels), nn.ReLU(), Conv1x1(channels, 1))
         self.bias = nn.Parameter(torch.zeros(length))           # one output bias per position
 
     @torch.no_grad()
