@@ -148,6 +148,25 @@ def test_made_autoregressive_property_from_the_jacobian():
     assert torch.equal(several.order, orders[1])         # and the same mask comes back
 
 
+def test_made_reset_masks_new_order_stays_exact():
+    d = 8
+    x = all_states(d, dtype=DT)
+    torch.manual_seed(0)
+    made = perturbed(MADE(d, [24], activation=nn.Tanh))
+    new = torch.randperm(d, generator=gen(42))
+    made.reset_masks(order=new, generator=gen(43))
+    assert torch.equal(made.order, new)
+    dep = dependencies(lambda v: made.net(v)[..., 0], torch.randn(4, d, generator=gen(44), dtype=DT))
+    assert not (dep & ~allowed(new)).any()
+    several = perturbed(MADE(d, [24], n_masks=3, order_agnostic=True, generator=gen(45)))
+    seeds = several.mask_seeds.clone()
+    several.reset_masks(generator=gen(46))
+    assert not torch.equal(seeds, several.mask_seeds)
+    with torch.no_grad():
+        assert abs(float(made.log_prob(x).exp().sum()) - 1) < 1e-10
+        assert abs(float(several.log_prob(x).exp().sum()) - 1) < 1e-10
+
+
 def test_pixelcnn_masks_and_autoregressive_property():
     a, b = MaskedConv2d(1, 1, 3, "A").mask[0, 0], MaskedConv2d(1, 1, 3, "B").mask[0, 0]
     assert a.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]

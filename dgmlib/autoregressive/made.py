@@ -91,6 +91,18 @@ class MADE(nn.Module):
         """Start as independent pixels: the output biases = the data's log-odds (every mask shares them)."""
         self.net.out.bias.copy_(marginal_log_odds(x.to(self.net.out.bias)))
 
+    def reset_masks(self, *, order=None, generator: torch.Generator | None = None) -> None:
+        """New connectivity. With one mask: new hidden degrees drawn with ``generator`` (evenly
+        spread when None) for ``order`` (default: keep the current one). With ``K > 1``: ``K``
+        new mask seeds drawn with ``generator`` (and ``order`` as the new base order)."""
+        if order is not None:
+            self.base_order.copy_(check_order(order, self.n_in))
+        if self.n_masks == 1:
+            self.net.reset_masks(order=self.base_order.cpu(), generator=generator)
+            return
+        self.mask_seeds.copy_(torch.randint(0, 2**62, (self.n_masks,), generator=generator))
+        self.set_mask(0)
+
     def logits(self, x: Tensor, *, mask: int | None = None) -> Tensor:
         """``logits[:, d] = logit p(x_d = 1 | x_before_d)`` under mask ``mask`` (default: the current one), (B, D)."""
         check_binary_input(x, self.n_in, "MADE")

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from dgmlib.checks import check_shape
 
-from .base import _uniform, check_order, check_orders, inverse_order
+from .base import check_order, check_orders, inverse_order
 from .nade import prefix_preactivations
 
 __all__ = ["RNADE"]
