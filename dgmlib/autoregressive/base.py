@@ -26,6 +26,7 @@ from dgmlib.checks import check_binary, check_shape
 __all__ = [
     "check_binary_input", "check_order", "check_orders", "random_orders", "order_known_first",
     "bernoulli_log_prob", "log_mean_exp", "sample_sequential", "inverse_order", "dependencies", "marginal_log_odds",
+    "BinaryAutoregressive",
 ]
 
 
@@ -184,3 +185,31 @@ def dependencies(logits_fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     x = x.detach()
     jac = torch.autograd.functional.jacobian(lambda v: logits_fn(v).sum(0), x)   # (D, B, D)
     return jac.abs().sum(1) > 0
+
+
+class BinaryAutoregressive(torch.nn.Module):
+    """What a binary model that defines ``logits(x)`` gets for free: exact ``log_prob`` and sampling.
+
+    A subclass defines ``logits(x) -> (B, D)`` (natural layout) and ``n_in``; its generation
+    order is ``self.order`` when it has one, else the natural order.
+    """
+
+    def generation_order(self) -> Tensor:
+        order = getattr(self, "order", None)
+        return torch.arange(self.n_in) if order is None else order
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Exact ``log p(x)`` in nats, (B, D) -> (B,)."""
+        return bernoulli_log_prob(self.logits(x), x).sum(1)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None, x: Tensor | None = None,
+               n_known: int = 0, record_every: int | None = None):
+        """Samples (n, D), one variable per pass of the model (see :func:`sample_sequential`).
+
+        ``x`` and ``n_known`` clamp the first ``n_known`` variables of the order: the rest is
+        drawn exactly from ``p(rest | those)``.
+        """
+        p = next(self.parameters())
+        return sample_sequential(self.logits, n, self.generation_order(), generator=generator, x=x,
+                                 n_known=n_known, record_every=record_every, device=p.device, dtype=p.dtype)

@@ -17,12 +17,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import bernoulli_log_prob, check_binary_input, check_order, inverse_order, marginal_log_odds, sample_sequential
+from .base import BinaryAutoregressive, check_binary_input, check_order, inverse_order, marginal_log_odds
 
 __all__ = ["FVBN"]
 
 
-class FVBN(nn.Module):
+class FVBN(BinaryAutoregressive):
     """Logistic FVBN: every conditional a logistic regression on the earlier variables.
 
     Parameters
@@ -62,14 +62,3 @@ class FVBN(nn.Module):
         x_o = x[:, self.order]                                       # (B, D) in generation order
         l_o = x_o @ (self.W * self.mask).T + self.b                  # (B, D): b_t + sum_{s<t} W[t, s] x_{o_s}
         return l_o[:, inverse_order(self.order)]
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Exact ``log p(x)`` in nats, (B, D) -> (B,)."""
-        return bernoulli_log_prob(self.logits(x), x).sum(1)
-
-    @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None, x: Tensor | None = None,
-               n_known: int = 0, record_every: int | None = None):
-        """Ancestral samples (n, D), one variable at a time (see :func:`~dgmlib.autoregressive.base.sample_sequential`)."""
-        return sample_sequential(self.logits, n, self.order, generator=generator, x=x, n_known=n_known,
-                                 record_every=record_every, device=self.W.device, dtype=self.W.dtype)

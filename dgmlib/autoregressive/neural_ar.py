@@ -22,12 +22,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .base import bernoulli_log_prob, check_binary_input, check_order, inverse_order, marginal_log_odds, sample_sequential
+from .base import BinaryAutoregressive, check_binary_input, check_order, inverse_order, marginal_log_odds
 
 __all__ = ["NeuralAR"]
 
 
-class NeuralAR(nn.Module):
+class NeuralAR(BinaryAutoregressive):
     """A neural autoregressive network: one hidden group per conditional, no weight sharing.
 
     Parameters
@@ -85,14 +85,3 @@ class NeuralAR(nn.Module):
         a = torch.einsum("bs,ths->bth", x_o, self.W * self.mask) + self.c     # (B, D, H): O(D^2 H)
         l_o = (torch.sigmoid(a) * self.V).sum(-1) + self.b                    # (B, D)
         return l_o[:, inverse_order(self.order)]
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Exact ``log p(x)`` in nats, (B, D) -> (B,)."""
-        return bernoulli_log_prob(self.logits(x), x).sum(1)
-
-    @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None, x: Tensor | None = None,
-               n_known: int = 0, record_every: int | None = None):
-        """Ancestral samples (n, D), one variable at a time."""
-        return sample_sequential(self.logits, n, self.order, generator=generator, x=x, n_known=n_known,
-                                 record_every=record_every, device=self.W.device, dtype=self.W.dtype)

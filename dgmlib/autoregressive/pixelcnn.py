@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from dgmlib.checks import check_binary
 
-from .base import bernoulli_log_prob, marginal_log_odds, sample_sequential
+from .base import BinaryAutoregressive, bernoulli_log_prob, marginal_log_odds
 
 __all__ = ["MaskedConv2d", "PixelCNN"]
 
@@ -57,7 +57,7 @@ class MaskedConv2d(nn.Conv2d):
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
 
 
-class PixelCNN(nn.Module):
+class PixelCNN(BinaryAutoregressive):
     """A small PixelCNN for binary images: one mask-A layer, ``n_layers`` mask-B layers, 1x1 output layers.
 
     Parameters
@@ -113,15 +113,3 @@ class PixelCNN(nn.Module):
         """Exact ``log p(x)`` in nats, (B, H*W) -> (B,)."""
         x = self._images(x)
         return bernoulli_log_prob(self.logits(x), x).sum(1)
-
-    @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None, x: Tensor | None = None,
-               n_known: int = 0, record_every: int | None = None):
-        """Samples (n, H*W) in raster order: H*W passes of the network, one new pixel each.
-
-        ``x`` and ``n_known`` clamp the first ``n_known`` pixels (rows on top): the rest is
-        drawn exactly from ``p(rest | those)``.
-        """
-        p = next(self.parameters())
-        return sample_sequential(self.logits, n, torch.arange(self.n_in), generator=generator, x=x, n_known=n_known,
-                                 record_every=record_every, device=p.device, dtype=p.dtype)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from dgmlib.checks import check_binary, check_shape
 
-from .base import bernoulli_log_prob, marginal_log_odds, sample_sequential
+from .base import BinaryAutoregressive, marginal_log_odds
 
 __all__ = ["CausalConv1d", "WaveNet"]
 
@@ -56,7 +56,7 @@ class Conv1x1(nn.Conv1d):
         return (x.transpose(1, 2) @ self.weight[:, :, 0].T + self.bias).transpose(1, 2)
 
 
-class WaveNet(nn.Module):
+class WaveNet(BinaryAutoregressive):
     """A small WaveNet for binary sequences: gated residual blocks of dilated causal convolutions.
 
     Parameters
@@ -106,15 +106,3 @@ class WaveNet(nn.Module):
             f = f + res(z)
             skip = skip + z
         return self.out(skip)[:, 0] + self.bias                  # (B, D)
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Exact ``log p(x)`` in nats, (B, D) -> (B,)."""
-        return bernoulli_log_prob(self.logits(x), x).sum(1)
-
-    @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None, x: Tensor | None = None,
-               n_known: int = 0, record_every: int | None = None):
-        """Samples (n, D), one value per pass of the network."""
-        p = next(self.parameters())
-        return sample_sequential(self.logits, n, torch.arange(self.n_in), generator=generator, x=x, n_known=n_known,
-                                 record_every=record_every, device=p.device, dtype=p.dtype)
