@@ -65,14 +65,15 @@ def log_sum_exp_states(
 ) -> Tensor:
     """log sum_x exp(log_f(x)) over all x in {0,1}^d, computed chunk by chunk.
 
-    ``log_f`` maps states (n, d) to log-weights (n,). The running total is combined with
-    ``logaddexp`` so no chunk's sum ever leaves log space.
+    ``log_f`` maps states (n, d) to log-weights (n,), or to (n, ...) for a batch of sums at
+    once (e.g. (n, B): one per data point; the result is then (...)). The running total is
+    combined with ``logaddexp`` so no chunk's sum ever leaves log space.
     """
     total = None
     for x in iter_states(d, chunk_size=chunk_size, dtype=dtype, device=device):
         log_w = log_f(x)
-        if log_w.shape != x.shape[:1]:
-            raise ValueError(f"log_f must map states ({x.shape[0]}, {d}) to ({x.shape[0]},); got {tuple(log_w.shape)}")
+        if log_w.dim() == 0 or log_w.shape[0] != x.shape[0]:
+            raise ValueError(f"log_f must map states ({x.shape[0]}, {d}) to ({x.shape[0]}, ...); got {tuple(log_w.shape)}")
         chunk = torch.logsumexp(log_w, dim=0)
         total = chunk if total is None else torch.logaddexp(total, chunk)
     return total

@@ -111,7 +111,16 @@ def test_log_partition_of_independent_units_matches_closed_form():
 
 def test_log_sum_exp_states_rejects_bad_shapes():
     with pytest.raises(ValueError, match="log_f must map"):
-        exact.log_sum_exp_states(lambda x: x, 3)
+        exact.log_sum_exp_states(lambda x: x.T, 3)           # (d, n): states not on the first axis
+    with pytest.raises(ValueError, match="log_f must map"):
+        exact.log_sum_exp_states(lambda x: x.sum(), 3)       # a scalar
+
+
+def test_log_sum_exp_states_batched_equals_one_sum_per_column():
+    w = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    batched = exact.log_sum_exp_states(lambda x: x @ w, 3, chunk_size=3)           # (4,)
+    singles = torch.stack([exact.log_sum_exp_states(lambda x, j=j: x @ w[:, j], 3) for j in range(4)])
+    assert torch.allclose(batched, singles, atol=1e-12)
 
 
 # --- cache ---------------------------------------------------------------------------------

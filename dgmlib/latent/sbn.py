@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_binary, check_shape
-from ..exact import iter_states
+from ..exact import iter_states, log_sum_exp_states
 from ..train import History, fit
 
 __all__ = [
@@ -274,11 +274,9 @@ class SigmoidBeliefNet(nn.Module):
         check_shape(x, 2, self.layer_sizes[0], name="x", model="SigmoidBeliefNet")
         check_binary(x, "x", "SigmoidBeliefNet")
         x = x.to(dtype)
-        total = None
-        for h in iter_states(self.n_hidden, chunk_size=chunk_size, dtype=dtype, device=x.device):
-            chunk = torch.logsumexp(self._log_joint_states(x, h), dim=1)          # (B,)
-            total = chunk if total is None else torch.logaddexp(total, chunk)
-        return total
+        # log p(x) = log sum_h p(x, h), one sum per example: log-joints (S, B) per chunk of states
+        return log_sum_exp_states(lambda h: self._log_joint_states(x, h).T, self.n_hidden,
+                                  chunk_size=chunk_size, dtype=dtype, device=x.device)
 
     @torch.no_grad()
     def posterior_exact(self, x: Tensor, *, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
