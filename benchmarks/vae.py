@@ -8,9 +8,11 @@
   help; a wall-clock guard stops early if later epochs run slower); the parameters with the best
   validation ELBO are kept. Reported: the training time and epochs, the test ELBO and the IWAE
   bound with k = 50 on all 10,000 test images, the test log-likelihood estimated by the IWAE
-  bound with k = 5000 (Burda et al.'s estimator) — on a CPU over a fixed subset, the first 1,000
-  test images (all 10,000 would take about 15 minutes on 2 cores), with a GPU over all of them —
-  and the number of active latent units (Burda et al.'s definition, Cov_x E_q[z_j] > 0.01).
+  bound with k = 5000 (Burda et al.'s estimator) over all 10,000 test images (about 7.5 min on
+  2 quiet CPU cores: 5000 decoder passes per image), and the number of active latent units
+  (Burda et al.'s definition, Cov_x E_q[z_j] > 0.01). The whole test set, not a subset: the
+  images are not in random order (with a VAE trained for 3 epochs, the first 1,000 scored
+  13 nats below the mean of all 10,000 and the last 1,000 12 above), so the first n would not estimate the mean.
 
 Published numbers (Burda et al., 2016, one stochastic layer, VAE trained with k = 1 for 3,280
 passes): -86.76 nats with 19 active units on *dynamically* binarized MNIST (table 1), and
@@ -40,8 +42,10 @@ def _train(x, valid, *, max_epochs, budget_s, g, lr0=3e-3, lr_min=1e-4, eval_eve
     """Adam with a cosine learning-rate decay over as many epochs as fit in ``budget_s``.
 
     The first epoch's time fixes the number of epochs (at most ``max_epochs``), so the schedule
-    ends with the budget; a wall-clock guard stops early if later epochs run slower. The state
-    with the best validation ELBO (checked every ``eval_every`` epochs and at the end) is kept.
+    ends with the budget. A wall-clock guard stops early if later epochs run slower: training
+    ends before an epoch that would not fit, judged by the slowest epoch so far (validation
+    included) with a 10 % margin, so the budget is not overrun. The state with the best
+    validation ELBO (checked every ``eval_every`` epochs and at the end) is kept.
     """
     dev = x.device
     vae = VAE(784, 50, hidden=(200, 200), activation="tanh", generator=g).to(dev)
@@ -51,22 +55,26 @@ def _train(x, valid, *, max_epochs, budget_s, g, lr0=3e-3, lr_min=1e-4, eval_eve
     opt = torch.optim.Adam(vae.parameters(), lr=lr0)
     best, best_elbo, history = None, -math.inf, []
     t0 = time.perf_counter()
-    epochs, done = max_epochs, 0
+    epochs, done, slowest = max_epochs, 0, 0.0
     for epoch in range(max_epochs):
         if epoch >= epochs:
             break
+        t_epoch = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = lr_min + 0.5 * (lr0 - lr_min) * (1 + math.cos(math.pi * epoch / epochs))
         fit_vae(vae, x, epochs=1, batch_size=100, optimizer=opt, generator=g, quiet=quiet)
         done = epoch + 1
         if done == 1:  # the first epoch's time fixes the schedule's length
             epochs = max(1, min(max_epochs, int(0.95 * budget_s / (time.perf_counter() - t0))))
-        last = done == epochs or time.perf_counter() - t0 > budget_s
+        # stop unless the next epoch (with a validation pass: `slowest` includes them) fits
+        slowest = max(slowest, time.perf_counter() - t_epoch)
+        last = done == epochs or time.perf_counter() - t0 + 1.1 * slowest > budget_s
         if done % eval_every == 0 or last:
             v = _mean_elbo(vae, valid, g, n_samples=1)
             history.append((done, round(v, 3)))
             if v > best_elbo:
                 best_elbo, best = v, copy.deepcopy(vae.state_dict())
+            slowest = max(slowest, time.perf_counter() - t_epoch)  # an epoch with validation
         if last:
             break
     vae.load_state_dict(best)
@@ -92,7 +100,7 @@ def vae_mnist(quick: bool = False, budget_s: float = 600.0) -> list[Row]:
     elif gpu:
         max_epochs, n_iwae = 3000, len(test)
     else:
-        max_epochs, n_iwae = 200, 1000  # k = 5000 on all 10,000 test images would take ~15 min on 2 cores
+        max_epochs, n_iwae = 200, len(test)
     threads = torch.get_num_threads()
     if not gpu:  # small matrix products: one thread is faster than two that wait on each other
         torch.set_num_threads(1)
@@ -105,16 +113,16 @@ def vae_mnist(quick: bool = False, budget_s: float = 600.0) -> list[Row]:
     t50, l50 = timed(_mean_bound, vae, test, 50, g, 1000)
     t5000, l5000 = timed(_mean_bound, vae, test[:n_iwae], 5000, g, 100 if gpu else 25)
     _, active = active_units(vae, test)
-    which = f"all {len(test):,} test images" if n_iwae == len(test) else f"the first {n_iwae:,} test images (fixed subset)"
+    which = f"all {len(test):,} test images" if n_iwae == len(test) else f"the first {n_iwae:,} test images (quick)"
     n_test = f"{len(test):,} test images"
     return [
         Row("vae_mnist", f"training time (784-200-200-50 tanh, Adam, batch 100; {where})", t_train, "s",
-            "<= 600 s", t_train <= 600, "", {"validation_elbo": history}),
+            "<= 600 s", None if quick else t_train <= budget_s, "", {"validation_elbo": history}),
         Row("vae_mnist", f"test ELBO, 10 samples (fixed binarization, {n_test})", elbo, "nats"),
         Row("vae_mnist", f"test IWAE bound k = 50 (fixed binarization, {n_test})", l50, "nats", "", None, "",
             {"seconds": t50}),
         Row("vae_mnist", f"test log-likelihood, IWAE k = 5000 (fixed binarization, {which})", l5000, "nats",
-            ">= -95", l5000 >= -95, PUBLISHED, {"seconds": t5000, "n_images": n_iwae}),
+            ">= -95", None if quick else l5000 >= -95, PUBLISHED, {"seconds": t5000, "n_images": n_iwae}),
         Row("vae_mnist", "active latent units (Cov_x E_q[z_j] > 0.01, of 50)", float(active.sum()), "units", "", None,
             "Burda et al. (2016): 19 (VAE, 1 stochastic layer, dynamic binarization)"),
     ]
