@@ -61,8 +61,8 @@ def rbm_speed(quick: bool = False) -> list[Row]:
         return floor
 
     precisions = {"float32": None, "bfloat16 matmuls": torch.bfloat16}
-    t_ours, t_floor = {}, {}
-    repeats = 2 if quick else 3
+    t_ours, t_floor, runs = {}, {}, {}
+    repeats = 2 if quick else 5
     for name, dt in precisions.items():
         ours(dt)  # warm-up (allocator, kernels)
         floor = floor_of(dt or torch.float32)
@@ -73,6 +73,7 @@ def rbm_speed(quick: bool = False) -> list[Row]:
             ts_ours.append(timed(ours, dt)[0])
             ts_floor.append(timed(floor)[0])
         t_ours[name], t_floor[name] = min(ts_ours), min(ts_floor)
+        runs[name] = {"ours_s": [round(t, 3) for t in ts_ours], "floor_s": [round(t, 3) for t in ts_floor]}
 
     # scikit-learn computes in the dtype it is given: float64 (what NumPy loads by default)
     # and float32 (its fastest case) are both measured.
@@ -80,13 +81,16 @@ def rbm_speed(quick: bool = False) -> list[Row]:
     for np_dtype in (np.float64, np.float32):
         x_np = x.cpu().numpy().astype(np_dtype)
         sk = SkRBM(n_components=n_hidden, learning_rate=lr, batch_size=batch, n_iter=1, random_state=0)
-        sk_times[np_dtype.__name__] = min(timed(sk.fit, x_np)[0] for _ in range(1 if quick else 2))
+        ts = [timed(sk.fit, x_np)[0] for _ in range(1 if quick else 3)]
+        sk_times[np_dtype.__name__], runs[f"sklearn {np_dtype.__name__}"] = min(ts), [round(t, 3) for t in ts]
 
     rows = []
     for name in precisions:
-        rows.append(Row("rbm_speed", f"dgmlib PCD-1 epoch ({dev.type}, {n} examples, {name})", t_ours[name], "s"))
+        rows.append(Row("rbm_speed", f"dgmlib PCD-1 epoch ({dev.type}, {n} examples, {name})", t_ours[name], "s",
+                        notes={"runs": runs[name]}))
     for sk_name, t_sk in sk_times.items():
-        rows.append(Row("rbm_speed", f"scikit-learn BernoulliRBM epoch ({sk_name} input)", t_sk, "s"))
+        rows.append(Row("rbm_speed", f"scikit-learn BernoulliRBM epoch ({sk_name} input)", t_sk, "s",
+                        notes={"runs_s": runs[f"sklearn {sk_name}"]}))
     for name in precisions:
         rows.append(Row("rbm_speed", f"floor: the 5 matmuls per update ({name})", t_floor[name], "s"))
     for name in precisions:

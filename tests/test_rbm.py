@@ -260,7 +260,8 @@ def test_bfloat16_step_matches_cd_update_to_bfloat16_rounding():
     v_pos = torch.bernoulli(torch.full((50, 30), 0.4), generator=g)
     step = RBMStep(rbm, "pcd", 1, 0.1, 0.0, 0.0, g, chains=v_pos[:40].clone(), matmul_dtype=torch.bfloat16)
     step(v_pos)
-    dW, db, dc = cd_update(before, v_pos, step.chains)   # float32, on the chains the step drew
+    assert step.chains.dtype == torch.bfloat16 and set(step.chains.unique().tolist()) <= {0.0, 1.0}
+    dW, db, dc = cd_update(before, v_pos, step.chains.float())   # float32, on the chains the step drew
     # bfloat16 keeps 8 significant bits: relative rounding <= 2^-8 per product entry and per logit
     scale = dW.abs().max()
     assert (rbm.W - before.W - 0.1 * dW).abs().max() <= 0.1 * 0.02 * scale

@@ -170,17 +170,19 @@ class RBMStep:
     weight_decay: float
     generator: torch.Generator | None
     monitor: bool = True                  # record the reconstruction error (one more matmul)
-    chains: Tensor | None = None          # (M, D) persistent fantasy particles (PCD)
-    chain_h: Tensor | None = None         # (M, H) their hidden states
+    chains: Tensor | None = None          # (M, D) persistent fantasy particles (PCD); in matmul_dtype if set
+    chain_h: Tensor | None = None         # (M, H) their hidden states (likewise)
     matmul_dtype: torch.dtype | None = None  # e.g. torch.bfloat16: mixed precision (see fit_rbm)
 
     def __post_init__(self):
         self._vel = [torch.zeros_like(p) for p in (self.rbm.W, self.rbm.b, self.rbm.c)]
 
     def _sample(self, p: Tensor) -> Tensor:
-        # u < p with u ~ U(0, 1) is a Bernoulli(p) draw; about twice as fast as torch.bernoulli on CPU
+        # u < p with u ~ U(0, 1) is a Bernoulli(p) draw; about twice as fast as torch.bernoulli on CPU.
+        # The states feed only matrix products, so they are stored in matmul_dtype when one is set
+        # (0 and 1 are exact in it): no conversion before each product.
         u = torch.rand(p.shape, generator=self.generator, dtype=p.dtype, device=p.device)
-        return (u < p).to(p.dtype)
+        return (u < p).to(self.matmul_dtype or p.dtype)
 
     def _products(self, W: Tensor):
         """``(v @ W, h @ W.T)`` as float32 functions, in ``matmul_dtype`` when one is set."""
@@ -195,7 +197,8 @@ class RBMStep:
         rbm = self.rbm
         W, b, c = rbm.W, rbm.b, rbm.c
         up, down = self._products(W)
-        ph_pos = torch.sigmoid(up(v_pos) + c)                               # (B, H) positive phase
+        v_in = v_pos if self.matmul_dtype is None else v_pos.to(self.matmul_dtype)  # converted once
+        ph_pos = torch.sigmoid(up(v_in) + c)                                # (B, H) positive phase
         if self.method == "cd":                                             # chains start at the data
             h = self._sample(ph_pos)
         else:                                                               # persistent chains (SML)
@@ -224,12 +227,12 @@ class RBMStep:
         else:
             # both phases in one low-precision product of the stacked minibatches: the kernel
             # accumulates in float32, so the difference is rounded once, not each phase
-            v_both = torch.cat([v_pos, v_neg]).to(self.matmul_dtype)
+            v_both = torch.cat([v_in, v_neg])
             h_both = torch.cat([ph_pos / n_pos, ph / -n_neg]).to(self.matmul_dtype)
             vW.add_(v_both.T @ h_both, alpha=lr)
         if self.weight_decay:
             vW.add_(W, alpha=-lr * self.weight_decay)
-        vb.add_(v_pos.mean(0) - v_neg.mean(0), alpha=lr)
+        vb.add_(v_pos.mean(0) - v_neg.sum(0, dtype=vb.dtype) / n_neg, alpha=lr)
         vc.add_(ph_pos.mean(0) - ph.mean(0), alpha=lr)
         W.add_(vW)
         b.add_(vb)
@@ -273,5 +276,5 @@ def fit_rbm(
         step.chains = data[idx.to(data.device)].clone()
     hist = fit(step, data, epochs=epochs, batch_size=batch_size, generator=generator,
                desc=f"{method.upper()}-{k}", quiet=quiet)
-    hist.chains = step.chains  # the final fantasy particles (PCD), for plotting
+    hist.chains = None if step.chains is None else step.chains.to(rbm.W.dtype)  # final fantasy particles (PCD)
     return hist
