@@ -43,7 +43,7 @@ test: venv vendor
 	$(BIN)/python -m pytest tests book --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -ra
 
 test-unit: venv
-	$(BIN)/python -m pytest tests -m "not book" -ra
+	$(BIN)/python -m pytest tests -m "not book and not slow" -ra
 
 test-chapters: venv
 	$(BIN)/python -m pytest book --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -ra
