@@ -19,14 +19,16 @@ Chapters read sizes from the profile with :func:`pick`::
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import time
 from typing import TypeVar
 
 import numpy as np
 import torch
 
-__all__ = ["PROFILES", "profile", "pick", "device", "seed_everything", "describe"]
+__all__ = ["PROFILES", "profile", "pick", "device", "seed_everything", "describe", "best_time"]
 
 PROFILES = ("quick", "book", "gpu")
 T = TypeVar("T")
@@ -96,3 +98,22 @@ def describe() -> str:
         f"dgmlib profile={profile()!r}, device={dev.type}, torch {torch.__version__}, "
         f"{threads} CPU thread{'s' if threads != 1 else ''}"
     )
+
+
+def best_time(fn, repeat: int = 3) -> float:
+    """The shortest wall-clock time, in seconds, of ``repeat`` calls of ``fn()``.
+
+    The minimum is the run least disturbed by other processes. With CUDA the device is
+    synchronised before and after each call, so queued kernels are counted.
+    """
+    if repeat < 1:
+        raise ValueError(f"best_time needs repeat >= 1; got {repeat}")
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    best = math.inf
+    for _ in range(repeat):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return best

@@ -227,3 +227,21 @@ def test_explore_draws_first_state_and_rejects_unknown_controls():
         widgets.slider(2, 1)
     with pytest.raises(ValueError, match="outside"):
         widgets.slider(0, 1, value=3)
+
+
+def test_best_time_is_the_minimum_over_calls_and_rejects_zero_repeats():
+    import time
+
+    from dgmlib.config import best_time
+
+    calls, sleeps = [], iter([0.2, 0.01, 0.1])
+
+    def fn():
+        calls.append(1)
+        time.sleep(next(sleeps))
+
+    t = best_time(fn, repeat=3)
+    assert len(calls) == 3
+    assert 0.01 <= t < 0.1       # the shortest call, not the mean (0.1) or the first (0.2): a 90 ms margin
+    with pytest.raises(ValueError, match="repeat >= 1"):
+        best_time(fn, repeat=0)

@@ -233,6 +233,12 @@ class SigmoidBeliefNet(nn.Module):
         """Split concatenated hidden states (..., n_1 + ... + n_L) into [h^(1), ..., h^(L)]."""
         return list(torch.split(h_flat, self.layer_sizes[1:], dim=-1))
 
+    def _check_x(self, x: Tensor) -> Tensor:
+        """x must be binary with shape (B, n_0); a clear error otherwise."""
+        check_shape(x, 2, self.layer_sizes[0], name="x", model="SigmoidBeliefNet")
+        check_binary(x, "x", "SigmoidBeliefNet")
+        return x
+
     def _check_enumerable(self, who: str) -> None:
         if self.n_hidden > MAX_HIDDEN_ENUM:
             raise ValueError(
@@ -271,8 +277,7 @@ class SigmoidBeliefNet(nn.Module):
         log_p : Tensor, shape (B,)
         """
         self._check_enumerable("log_prob")
-        check_shape(x, 2, self.layer_sizes[0], name="x", model="SigmoidBeliefNet")
-        check_binary(x, "x", "SigmoidBeliefNet")
+        self._check_x(x)
         x = x.to(dtype)
         # log p(x) = log sum_h p(x, h), one sum per example: log-joints (S, B) per chunk of states
         return log_sum_exp_states(lambda h: self._log_joint_states(x, h).T, self.n_hidden,
@@ -290,8 +295,7 @@ class SigmoidBeliefNet(nn.Module):
             p(h | x) = p(x, h) / p(x); each row sums to 1.
         """
         self._check_enumerable("posterior_exact")
-        check_shape(x, 2, self.layer_sizes[0], name="x", model="SigmoidBeliefNet")
-        check_binary(x, "x", "SigmoidBeliefNet")
+        self._check_x(x)
         from ..exact import all_states
 
         h_states = all_states(self.n_hidden, dtype=dtype, device=x.device)      # (S, H)
@@ -325,8 +329,7 @@ class SigmoidBeliefNet(nn.Module):
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"is_log_likelihood: k must be a positive int; got {k!r}")
-        check_shape(x, 2, self.layer_sizes[0], name="x", model="SigmoidBeliefNet")
-        check_binary(x, "x", "SigmoidBeliefNet")
+        self._check_x(x)
         total = None
         with torch.no_grad():
             for start in range(0, k, chunk):
@@ -477,8 +480,7 @@ def elbo_exact(sbn: SigmoidBeliefNet, q, x: Tensor, *, chunk_size: int = 2**12,
     elbo : Tensor, shape (B,)
     """
     sbn._check_enumerable("elbo_exact")
-    check_shape(x, 2, sbn.layer_sizes[0], name="x", model="SigmoidBeliefNet")
-    check_binary(x, "x", "SigmoidBeliefNet")
+    sbn._check_x(x)
     x = x.to(dtype)
     total = 0.0
     for h in iter_states(sbn.n_hidden, chunk_size=chunk_size, dtype=dtype, device=x.device):   # (S, H)
@@ -529,8 +531,7 @@ def mean_field_exact(sbn: SigmoidBeliefNet, x: Tensor, *, n_iter: int = 50, init
 def _check_pair(sbn: SigmoidBeliefNet, q: RecognitionNet, x: Tensor) -> None:
     if q.layer_sizes != sbn.layer_sizes:
         raise ValueError(f"q has layer sizes {q.layer_sizes} but the SBN has {sbn.layer_sizes}")
-    check_shape(x, 2, sbn.layer_sizes[0], name="x", model="SigmoidBeliefNet")
-    check_binary(x, "x", "SigmoidBeliefNet")
+    sbn._check_x(x)
 
 
 def wake_sleep_loss(sbn: SigmoidBeliefNet, q: RecognitionNet, x: Tensor, *,

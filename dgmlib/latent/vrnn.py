@@ -37,6 +37,12 @@ __all__ = ["VRNN", "GaussianRNN", "telegraph_signal", "telegraph_log_prob", "gau
 LOG_2PI = math.log(2 * math.pi)
 
 
+def _draw_normal(mu: Tensor, logvar: Tensor, generator: torch.Generator | None) -> Tensor:
+    """mu + sigma * eps with eps ~ N(0, I): a reparametrized draw from N(mu, diag exp(logvar))."""
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
 def _log_normal(x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     """log N(x; mu, diag exp(logvar)), summed over the last axis."""
     return -0.5 * ((x - mu) ** 2 * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
@@ -107,8 +113,7 @@ class VRNN(nn.Module):
             fx = self.phi_x(x[:, t])  # (B, hidden)
             mu0, lv0 = self.prior(h).chunk(2, -1)  # (B, q) each
             mu, lv = self.encoder(torch.cat([fx, h], -1)).chunk(2, -1)  # (B, q) each
-            eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
-            z = mu + torch.exp(0.5 * lv) * eps  # (B, q), reparametrized
+            z = _draw_normal(mu, lv, generator)  # (B, q), reparametrized
             fz = self.phi_z(z)
             mx, lvx = self.decoder(torch.cat([fz, h], -1)).chunk(2, -1)  # (B, D) each
             total = total + _log_normal(x[:, t], mx, lvx) - beta * gaussian_kl_diag(mu, lv, mu0, lv0)
@@ -123,10 +128,10 @@ class VRNN(nn.Module):
         out = []
         for _ in range(T):
             mu0, lv0 = self.prior(h).chunk(2, -1)
-            z = mu0 + torch.exp(0.5 * lv0) * torch.randn(mu0.shape, generator=generator, dtype=p.dtype, device=p.device)
+            z = _draw_normal(mu0, lv0, generator)
             fz = self.phi_z(z)
             mx, lvx = self.decoder(torch.cat([fz, h], -1)).chunk(2, -1)
-            x_t = mx + torch.exp(0.5 * lvx) * torch.randn(mx.shape, generator=generator, dtype=p.dtype, device=p.device)
+            x_t = _draw_normal(mx, lvx, generator)
             out.append(x_t)
             h = self.rnn(torch.cat([self.phi_x(x_t), fz], -1), h)
         return torch.stack(out, 1)  # (n, T, D)
@@ -165,7 +170,7 @@ class GaussianRNN(nn.Module):
         out = []
         for _ in range(T):
             mx, lvx = self.out(h).chunk(2, -1)
-            x_t = mx + torch.exp(0.5 * lvx) * torch.randn(mx.shape, generator=generator, dtype=p.dtype, device=p.device)
+            x_t = _draw_normal(mx, lvx, generator)
             out.append(x_t)
             h = self.rnn(self.phi_x(x_t), h)
         return torch.stack(out, 1)
