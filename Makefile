@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # DGMLIB_PROFILE=quick|book|gpu chooses the size of every chapter (default: gpu with CUDA, else book).
 PROFILE ?= $(shell $(BIN)/python -c "from dgmlib.config import profile; print(profile())" 2>/dev/null)
 
-.PHONY: book test test-unit test-chapters test-book venv vendor twins clean benchmarks
+.PHONY: book test test-unit test-chapters test-book venv vendor twins clean benchmarks format
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -53,3 +53,11 @@ benchmarks: venv
 
 clean:
 	rm -rf _build
+
+# ruff (pinned in requirements.txt) over the package, tests, benchmarks, scripts and the
+# chapters' code cells; tests/test_style.py checks the same.
+format: venv
+	$(BIN)/ruff check --fix --quiet dgmlib benchmarks tests scripts conftest.py book/_ext
+	$(BIN)/ruff format --quiet dgmlib benchmarks tests scripts conftest.py book/_ext
+	$(BIN)/python scripts/format_chapters.py --fix
+	$(BIN)/python scripts/twins.py --write >/dev/null

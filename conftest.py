@@ -16,8 +16,6 @@ from collections import defaultdict
 from pathlib import Path
 from unittest import mock
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent
 collect_ignore_glob = ["book/*.ipynb", ".venv/*", "_build/*", "_vendor/*"]
 
@@ -27,7 +25,9 @@ os.environ.setdefault("DGMLIB_QUIET", "1")
 
 
 def is_chapter(path: Path) -> bool:
-    """A MyST notebook chapter: a .md file under book/ whose front matter names jupytext."""
+    """A MyST notebook chapter: a .md file under book/ whose front matter names
+    jupytext.
+    """
     if path.suffix != ".md" or path.parent.name != "book":
         return False
     with open(path, encoding="utf-8") as f:
@@ -64,7 +64,7 @@ if IPyNbFile is not None:
                 yield from super().collect()
 
 
-# --- per-chapter timings: written to _build/timings/<profile>.json and summarised ---------
+# --- per-chapter timings: written to _build/timings/<profile>.json and summarised -----
 _timings: dict[str, float] = defaultdict(float)
 
 
@@ -80,7 +80,16 @@ def pytest_terminal_summary(terminalreporter):
     profile = os.environ.get("DGMLIB_PROFILE", "quick")
     out = ROOT / "_build" / "timings" / f"{profile}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"profile": profile, "seconds": dict(_timings), "when": time.strftime("%Y-%m-%d %H:%M")}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "profile": profile,
+                "seconds": dict(_timings),
+                "when": time.strftime("%Y-%m-%d %H:%M"),
+            },
+            indent=2,
+        )
+    )
     terminalreporter.section(f"chapter times ({profile} profile)")
     for path, sec in sorted(_timings.items()):
         terminalreporter.write_line(f"{sec:7.1f} s  {path}")

@@ -1,4 +1,4 @@
-"""What every benchmark shares: a result row, timing, the machine description, the data."""
+"""What every benchmark shares: a result row, timing, the machine, the data."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ class Row:
     what: str
     value: float
     unit: str
-    target: str = ""          # e.g. ">= 3x", "<= 1.5x", ">= -90"
+    target: str = ""  # e.g. ">= 3x", "<= 1.5x", ">= -90"
     passed: bool | None = None
-    reference: str = ""       # published number or baseline, in words
+    reference: str = ""  # published number or baseline, in words
     notes: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -50,6 +50,7 @@ def machine() -> dict:
     }
     try:
         import sklearn
+
         info["sklearn"] = sklearn.__version__
     except ImportError:
         pass

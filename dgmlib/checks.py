@@ -3,8 +3,8 @@
     check_binary(v, name="v", model="BernoulliRBM")      # v must be in {0, 1}
     check_shape(v, ndim=2, last_dim=784, name="v", model="BernoulliRBM")  # (B, 784)
 
-Both return ``None`` and raise :class:`ValueError` naming what was expected, what was given
-and how to fix it. They are re-exported by :mod:`dgmlib.data`.
+Both return ``None`` and raise :class:`ValueError` naming what was expected, what was
+given and how to fix it. They are re-exported by :mod:`dgmlib.data`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ __all__ = ["check_binary", "check_shape"]
 
 
 def check_binary(x: Tensor, name: str = "x", model: str = "this model") -> None:
-    """Raise ``ValueError`` unless every entry of ``x`` is exactly 0 or 1 (NaN fails too).
+    """Raise ``ValueError`` unless every entry of ``x`` is exactly 0 or 1
+    (NaN fails too).
 
     Parameters
     ----------
@@ -49,9 +50,14 @@ def _describe(ndim: int, last_dim: int | None) -> str:
 
 
 def check_shape(
-    x: Tensor, ndim: int, last_dim: int | None = None, name: str = "x", model: str = "this model",
+    x: Tensor,
+    ndim: int,
+    last_dim: int | None = None,
+    name: str = "x",
+    model: str = "this model",
 ) -> None:
-    """Raise ``ValueError`` unless ``x.ndim == ndim`` and (if given) ``x.shape[-1] == last_dim``.
+    """Raise ``ValueError`` unless ``x.ndim == ndim`` and (if given)
+    ``x.shape[-1] == last_dim``.
 
     Parameters
     ----------
@@ -68,8 +74,12 @@ def check_shape(
         return
     expected, got = _describe(ndim, last_dim), tuple(x.shape)
     hint = ""
-    if x.ndim == ndim - 1 and (last_dim is None or (x.ndim > 0 and x.shape[-1] == last_dim)):
+    if x.ndim == ndim - 1 and (
+        last_dim is None or (x.ndim > 0 and x.shape[-1] == last_dim)
+    ):
         hint = f" Add a batch dimension: {name}.unsqueeze(0)."
     elif ndim == 2 and x.ndim > 2 and last_dim is not None and x[0].numel() == last_dim:
         hint = f" Flatten each example: {name}.reshape(len({name}), -1)."
-    raise ValueError(f"{model} expects {name} of shape {expected}; got shape {got}.{hint}")
+    raise ValueError(
+        f"{model} expects {name} of shape {expected}; got shape {got}.{hint}"
+    )

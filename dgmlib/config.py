@@ -28,14 +28,24 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["PROFILES", "profile", "pick", "device", "seed_everything", "describe", "best_time"]
+__all__ = [
+    "PROFILES",
+    "profile",
+    "pick",
+    "device",
+    "seed_everything",
+    "describe",
+    "best_time",
+]
 
 PROFILES = ("quick", "book", "gpu")
 T = TypeVar("T")
 
 
 def profile() -> str:
-    """The active profile: ``DGMLIB_PROFILE`` if set, else ``gpu`` with CUDA, else ``book``."""
+    """The active profile: ``DGMLIB_PROFILE`` if set, else ``gpu`` with CUDA, else
+    ``book``.
+    """
     name = os.environ.get("DGMLIB_PROFILE", "").strip().lower()
     if not name:
         return "gpu" if torch.cuda.is_available() else "book"
@@ -48,12 +58,16 @@ def profile() -> str:
 
 
 def pick(*, quick: T, book: T, gpu: T) -> T:
-    """Return the value for the active profile, e.g. ``pick(quick=2, book=20, gpu=100)``."""
+    """Return the value for the active profile, e.g.
+    ``pick(quick=2, book=20, gpu=100)``.
+    """
     return {"quick": quick, "book": book, "gpu": gpu}[profile()]
 
 
 def device() -> torch.device:
-    """The best available device: ``DGMLIB_DEVICE`` if set, else cuda, then mps, then cpu."""
+    """The best available device: ``DGMLIB_DEVICE`` if set, else cuda, then mps, then
+    cpu.
+    """
     name = os.environ.get("DGMLIB_DEVICE", "").strip()
     if name:
         dev = torch.device(name)  # raises on a malformed name
@@ -71,7 +85,9 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int, device: torch.device | str | None = None) -> torch.Generator:
+def seed_everything(
+    seed: int, device: torch.device | str | None = None
+) -> torch.Generator:
     """Seed Python, NumPy and torch once, at the top of a notebook.
 
     The library itself never seeds global state; its samplers take ``generator=``.
@@ -91,7 +107,9 @@ _best_device = device  # seed_everything's ``device`` argument shadows the funct
 
 
 def describe() -> str:
-    """One line saying which profile, device and torch version are in use (chapters print it)."""
+    """One line saying which profile, device and torch version are in use
+    (chapters print it).
+    """
     dev = device()
     threads = torch.get_num_threads()
     return (

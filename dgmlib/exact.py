@@ -8,30 +8,47 @@ which samplers and estimators are tested.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
 
-__all__ = ["all_states", "iter_states", "log_sum_exp_states", "log_partition_function", "exact_distribution", "log_partition", "states_from_codes"]
+__all__ = [
+    "all_states",
+    "iter_states",
+    "log_sum_exp_states",
+    "log_partition_function",
+    "exact_distribution",
+    "log_partition",
+    "states_from_codes",
+]
 
-MAX_UNITS = 30  # 2**30 states: about a billion; beyond that enumeration is hopeless here
+MAX_UNITS = (
+    30  # 2**30 states: about a billion; beyond that enumeration is hopeless here
+)
 
 
 def _check_units(d: int) -> None:
     if isinstance(d, bool) or not isinstance(d, int) or d < 0:
-        raise ValueError(f"number of binary units must be a non-negative int; got {d!r}")
+        raise ValueError(
+            f"number of binary units must be a non-negative int; got {d!r}"
+        )
     if d > MAX_UNITS:
         raise ValueError(
             f"enumerating 2**{d} states is infeasible (limit {MAX_UNITS} units). "
-            "Enumerate the smaller layer of a bipartite model, or use an estimator such as AIS."
+            "Enumerate the smaller layer of a bipartite model, or use an estimator "
+            "such as AIS."
         )
 
 
-def states_from_codes(codes: Tensor, d: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Binary states of ``d`` units from integer codes (n,) -> (n, d); bit j of the code is unit j."""
-    bits = torch.arange(d, device=codes.device)                            # (d,)
-    return ((codes[:, None] >> bits[None, :]) & 1).to(dtype)               # (n, d)
+def states_from_codes(
+    codes: Tensor, d: int, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """Binary states of ``d`` units from integer codes (n,) -> (n, d); bit j of the code
+    is unit j.
+    """
+    bits = torch.arange(d, device=codes.device)  # (d,)
+    return ((codes[:, None] >> bits[None, :]) & 1).to(dtype)  # (n, d)
 
 
 def _states(start: int, stop: int, d: int, dtype: torch.dtype, device) -> Tensor:
@@ -40,17 +57,28 @@ def _states(start: int, stop: int, d: int, dtype: torch.dtype, device) -> Tensor
 
 
 def all_states(d: int, *, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
-    """Every binary state of ``d`` units, shape (2**d, d); row ``i`` is the binary code of ``i``."""
+    """Every binary state of ``d`` units, shape (2**d, d); row ``i`` is the binary code
+    of ``i``.
+    """
     _check_units(d)
     if d > 24:
-        raise ValueError(f"all_states({d}) would hold {2**d} rows; use iter_states({d}, chunk_size=...) instead")
+        raise ValueError(
+            f"all_states({d}) would hold {2**d} rows; use iter_states({d}, "
+            "chunk_size=...) instead"
+        )
     return _states(0, 2**d, d, dtype, device)
 
 
 def iter_states(
-    d: int, *, chunk_size: int = 2**16, dtype: torch.dtype = torch.float32, device=None,
+    d: int,
+    *,
+    chunk_size: int = 2**16,
+    dtype: torch.dtype = torch.float32,
+    device=None,
 ) -> Iterator[Tensor]:
-    """Yield all 2**d states in chunks of at most ``chunk_size`` rows, in the order of :func:`all_states`."""
+    """Yield all 2**d states in chunks of at most ``chunk_size`` rows, in the order of
+    :func:`all_states`.
+    """
     _check_units(d)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
@@ -60,44 +88,66 @@ def iter_states(
 
 
 def log_sum_exp_states(
-    log_f: Callable[[Tensor], Tensor], d: int, *, chunk_size: int = 2**16,
-    dtype: torch.dtype = torch.float64, device=None,
+    log_f: Callable[[Tensor], Tensor],
+    d: int,
+    *,
+    chunk_size: int = 2**16,
+    dtype: torch.dtype = torch.float64,
+    device=None,
 ) -> Tensor:
     """log sum_x exp(log_f(x)) over all x in {0,1}^d, computed chunk by chunk.
 
-    ``log_f`` maps states (n, d) to log-weights (n,), or to (n, ...) for a batch of sums at
-    once (e.g. (n, B): one per data point; the result is then (...)). The running total is
-    combined with ``logaddexp`` so no chunk's sum ever leaves log space.
+    ``log_f`` maps states (n, d) to log-weights (n,), or to (n, ...) for a batch of sums
+    at once (e.g. (n, B): one per data point; the result is then (...)). The running
+    total is combined with ``logaddexp`` so no chunk's sum ever leaves log space.
     """
     total = None
     for x in iter_states(d, chunk_size=chunk_size, dtype=dtype, device=device):
         log_w = log_f(x)
         if log_w.dim() == 0 or log_w.shape[0] != x.shape[0]:
-            raise ValueError(f"log_f must map states ({x.shape[0]}, {d}) to ({x.shape[0]}, ...); got {tuple(log_w.shape)}")
+            raise ValueError(
+                f"log_f must map states ({x.shape[0]}, {d}) to ({x.shape[0]}, ...); "
+                f"got {tuple(log_w.shape)}"
+            )
         chunk = torch.logsumexp(log_w, dim=0)
         total = chunk if total is None else torch.logaddexp(total, chunk)
     return total
 
 
 def log_partition_function(
-    energy: Callable[[Tensor], Tensor], d: int, *, chunk_size: int = 2**16,
-    dtype: torch.dtype = torch.float64, device=None,
+    energy: Callable[[Tensor], Tensor],
+    d: int,
+    *,
+    chunk_size: int = 2**16,
+    dtype: torch.dtype = torch.float64,
+    device=None,
 ) -> Tensor:
-    """Exact log Z = log sum_x exp(-E(x)) for an energy over d binary units (eq. 16.7)."""
-    return log_sum_exp_states(lambda x: -energy(x), d, chunk_size=chunk_size, dtype=dtype, device=device)
+    """Exact log Z = log sum_x exp(-E(x)) of an energy of d binary units (eq. 16.7)."""
+    return log_sum_exp_states(
+        lambda x: -energy(x), d, chunk_size=chunk_size, dtype=dtype, device=device
+    )
 
 
 def exact_distribution(
-    energy: Callable[[Tensor], Tensor], d: int, *, dtype: torch.dtype = torch.float64, device=None,
+    energy: Callable[[Tensor], Tensor],
+    d: int,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device=None,
 ) -> tuple[Tensor, Tensor]:
-    """All states (2**d, d) and their exact probabilities (2**d,) under p(x) = exp(-E(x)) / Z."""
+    """All states (2**d, d) and their exact probabilities (2**d,) under p(x) =
+    exp(-E(x)) / Z.
+    """
     x = all_states(d, dtype=dtype, device=device)
     log_p = -energy(x)
     return x, torch.softmax(log_p, dim=0)
 
 
-def log_partition(rbm, *, chunk_size: int = 2**14, dtype: torch.dtype = torch.float64) -> Tensor:
-    """Exact log Z of a :class:`~dgmlib.energy.BernoulliRBM`, enumerating its smaller layer.
+def log_partition(
+    rbm, *, chunk_size: int = 2**14, dtype: torch.dtype = torch.float64
+) -> Tensor:
+    """Exact log Z of a :class:`~dgmlib.energy.BernoulliRBM`, enumerating its smaller
+    layer.
 
     With H <= D hidden units, Z = sum_h exp(c.h) prod_i (1 + exp(b_i + W[i].h)), so
     log Z = logsumexp_h [c.h + sum_i softplus(b_i + W[i].h)] over 2**H states (and the
@@ -106,7 +156,7 @@ def log_partition(rbm, *, chunk_size: int = 2**14, dtype: torch.dtype = torch.fl
     """
     W = rbm.W.to(dtype)
     b, c = rbm.b.to(dtype), rbm.c.to(dtype)
-    if W.shape[1] > W.shape[0]:                       # enumerate the visible layer instead
+    if W.shape[1] > W.shape[0]:  # enumerate the visible layer instead
         W, b, c = W.T, c, b
     n_enum = W.shape[1]
     if n_enum > 26:
@@ -115,7 +165,9 @@ def log_partition(rbm, *, chunk_size: int = 2**14, dtype: torch.dtype = torch.fl
             "use dgmlib.mcmc.ais for RBMs whose layers both exceed about 25 units"
         )
 
-    def log_f(h: Tensor) -> Tensor:                   # (n, H) -> (n,)
+    def log_f(h: Tensor) -> Tensor:  # (n, H) -> (n,)
         return h @ c + torch.nn.functional.softplus(h @ W.T + b).sum(-1)
 
-    return log_sum_exp_states(log_f, n_enum, chunk_size=chunk_size, dtype=dtype, device=W.device)
+    return log_sum_exp_states(
+        log_f, n_enum, chunk_size=chunk_size, dtype=dtype, device=W.device
+    )

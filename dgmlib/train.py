@@ -1,11 +1,11 @@
 """One small fit loop shared by every chapter.
 
-The loop knows nothing about models: it calls ``step(batch)`` (or ``step()`` when there is
-no data, e.g. for EM iterations), records what the step returns, shows a progress bar and
-stops with the step number the moment a recorded value is NaN or infinite.
+The loop knows nothing about models: it calls ``step(batch)`` (or ``step()`` when there
+is no data, e.g. for EM iterations), records what the step returns, shows a progress bar
+and stops with the step number the moment a recorded value is NaN or infinite.
 
-    history = fit(lambda v: cd_step(rbm, v, opt), data, epochs=5, batch_size=100, generator=g)
-    history["loss"]          # one value per step
+    history = fit(lambda v: cd_step(rbm, v, opt), data, epochs=5, batch_size=100,
+    generator=g) history["loss"]          # one value per step
     history.epoch_mean("loss")
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -28,7 +28,9 @@ class NonFiniteError(FloatingPointError):
 
 @dataclass
 class History:
-    """Values recorded by :func:`fit`: ``history[name]`` is a list with one entry per step."""
+    """Values recorded by :func:`fit`: ``history[name]`` is a list with one entry per
+    step.
+    """
 
     values: dict[str, list[float]] = field(default_factory=dict)
     epoch_ends: list[int] = field(default_factory=list)  # step count after each epoch
@@ -39,7 +41,9 @@ class History:
 
     def __getitem__(self, name: str) -> list[float]:
         if name not in self.values:
-            raise KeyError(f"history has no {name!r}; it recorded {sorted(self.values)}")
+            raise KeyError(
+                f"history has no {name!r}; it recorded {sorted(self.values)}"
+            )
         return self.values[name]
 
     def __contains__(self, name: str) -> bool:
@@ -61,7 +65,13 @@ class History:
         return means
 
 
-def progress(iterable=None, *, total: int | None = None, desc: str | None = None, quiet: bool | None = None):
+def progress(
+    iterable=None,
+    *,
+    total: int | None = None,
+    desc: str | None = None,
+    quiet: bool | None = None,
+):
     """A ``tqdm.auto`` bar, silent when ``quiet`` or when the ``CI`` variable is set."""
     from tqdm.auto import tqdm
 
@@ -71,28 +81,37 @@ def progress(iterable=None, *, total: int | None = None, desc: str | None = None
 
 
 def minibatches(
-    data: Tensor | tuple[Tensor, ...], batch_size: int, *, shuffle: bool = True,
+    data: Tensor | tuple[Tensor, ...],
+    batch_size: int,
+    *,
+    shuffle: bool = True,
     generator: torch.Generator | None = None,
 ):
     """Yield minibatches of ``data`` (a tensor or a tuple of tensors sharing dim 0).
 
-    The last batch may be smaller. Shuffling uses ``generator`` (a CPU or same-device one).
+    The last batch may be smaller. Shuffling uses ``generator``
+    (a CPU or same-device one).
     """
     tensors = data if isinstance(data, tuple) else (data,)
     n = tensors[0].shape[0]
     for t in tensors:
         if t.shape[0] != n:
             raise ValueError(
-                f"all tensors in data must share their first dimension; got {[tuple(t.shape) for t in tensors]}"
+                "all tensors in data must share their first dimension; got "
+                f"{[tuple(t.shape) for t in tensors]}"
             )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     if shuffle:
         gen_device = generator.device if generator is not None else torch.device("cpu")
-        order = torch.randperm(n, generator=generator, device=gen_device).to(tensors[0].device)
-        tensors = tuple(t[order] for t in tensors)   # one gather per epoch; batches are views
+        order = torch.randperm(n, generator=generator, device=gen_device).to(
+            tensors[0].device
+        )
+        tensors = tuple(
+            t[order] for t in tensors
+        )  # one gather per epoch; batches are views
     for start in range(0, n, batch_size):
-        batch = tuple(t[start:start + batch_size] for t in tensors)
+        batch = tuple(t[start : start + batch_size] for t in tensors)
         yield batch if isinstance(data, tuple) else batch[0]
 
 
@@ -117,16 +136,19 @@ def fit(
     quiet: bool | None = None,
     callback: Callable[[int, dict[str, float]], bool | None] | None = None,
 ) -> History:
-    """Run ``step`` over minibatches of ``data`` for ``epochs``, or ``n_steps`` times without data.
+    """Run ``step`` over minibatches of ``data`` for ``epochs``, or ``n_steps`` times
+    without data.
 
-    ``step`` returns ``None``, a number (recorded as ``"loss"``) or a mapping of names to
-    numbers; each is recorded in the returned :class:`History` and checked for NaN/inf.
-    ``callback(step_index, row)`` may return ``True`` to stop early.
+    ``step`` returns ``None``, a number (recorded as ``"loss"``) or a mapping of names
+    to numbers; each is recorded in the returned :class:`History` and checked for
+    NaN/inf. ``callback(step_index, row)`` may return ``True`` to stop early.
     """
     history = History()
     if data is None:
         if n_steps is None or n_steps < 0:
-            raise ValueError("fit without data needs n_steps >= 0 (how many times to call step())")
+            raise ValueError(
+                "fit without data needs n_steps >= 0 (how many times to call step())"
+            )
         n_epochs, total = 1, n_steps
     else:
         if epochs < 0:
@@ -139,7 +161,12 @@ def fit(
             if data is None:
                 calls = (step() for _ in range(n_steps))
             else:
-                calls = (step(b) for b in minibatches(data, batch_size, shuffle=shuffle, generator=generator))
+                calls = (
+                    step(b)
+                    for b in minibatches(
+                        data, batch_size, shuffle=shuffle, generator=generator
+                    )
+                )
             for out in calls:
                 row = _as_row(out)
                 bad = {k: v for k, v in row.items() if not math.isfinite(v)}
@@ -152,7 +179,9 @@ def fit(
                 i += 1
                 bar.update(1)
                 if row:
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in row.items()}, refresh=False)
+                    bar.set_postfix(
+                        {k: f"{v:.4g}" for k, v in row.items()}, refresh=False
+                    )
                 if callback is not None and callback(i - 1, row):
                     history.epoch_ends.append(i)
                     return history

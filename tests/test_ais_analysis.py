@@ -1,4 +1,6 @@
-"""dgmlib.mcmc.ais_analysis against exact enumeration of the joint (float64, fixed seeds)."""
+"""dgmlib.mcmc.ais_analysis against exact enumeration of the joint
+(float64, fixed seeds).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ from dgmlib.energy import BernoulliRBM
 from dgmlib.exact import all_states, log_partition
 from dgmlib.mcmc import sm_betas
 from dgmlib.mcmc.ais_analysis import (
-    ais_sweep, effective_sample_size, exact_samples, smaller_layer_marginal,
+    ais_sweep,
+    effective_sample_size,
+    exact_samples,
+    smaller_layer_marginal,
 )
-
 
 
 def joint_marginals(rbm):
@@ -28,11 +32,13 @@ def joint_marginals(rbm):
     return p_v, p_h, float(torch.logsumexp(-rbm.energy(s[:, :d], s[:, d:]), 0))
 
 
-@pytest.mark.parametrize("d,h,layer", [(5, 3, "hidden"), (3, 6, "visible"), (4, 4, "hidden")])
+@pytest.mark.parametrize(
+    "d,h,layer", [(5, 3, "hidden"), (3, 6, "visible"), (4, 4, "hidden")]
+)
 def test_smaller_layer_marginal_matches_the_joint(d, h, layer):
     rbm = random_rbm(d, h, seed=d * 10 + h)
     p_v, p_h, log_z = joint_marginals(rbm)
-    marg = smaller_layer_marginal(rbm, chunk_size=3)           # several chunks
+    marg = smaller_layer_marginal(rbm, chunk_size=3)  # several chunks
     assert marg.layer == layer and marg.n_units == min(d, h)
     assert marg.log_z == pytest.approx(log_z, abs=1e-10)
     assert marg.log_z == pytest.approx(float(log_partition(rbm)), abs=1e-10)
@@ -49,8 +55,9 @@ def _chi2_against(samples, p, d):
 
 @pytest.mark.parametrize("d,h", [(4, 3), (3, 5)])
 def test_exact_samples_pass_a_chi_square_test(d, h):
-    # 40,000 samples; chi-square over the 2**d visible states against P(v) from the joint.
-    # Threshold: the 1 - 1e-4 quantile of chi2(2**d - 1): a correct sampler fails 1 time in 10,000.
+    # 40,000 samples; chi-square over the 2**d visible states against P(v) from the
+    # joint. Threshold: the 1 - 1e-4 quantile of chi2(2**d - 1): a correct sampler fails
+    # 1 time in 10,000.
     rbm = random_rbm(d, h, seed=3, scale=0.8)
     p_v, _, _ = joint_marginals(rbm)
     v = exact_samples(rbm, 40_000, generator=torch.Generator().manual_seed(4))
@@ -62,7 +69,9 @@ def test_exact_samples_pass_a_chi_square_test(d, h):
 def test_exact_samples_reuse_a_marginal_and_follow_the_rbm_dtype():
     rbm = random_rbm(6, 3, seed=5, dtype=torch.float32)
     marg = smaller_layer_marginal(rbm)
-    a = exact_samples(rbm, 50, generator=torch.Generator().manual_seed(1), marginal=marg)
+    a = exact_samples(
+        rbm, 50, generator=torch.Generator().manual_seed(1), marginal=marg
+    )
     b = exact_samples(rbm, 50, generator=torch.Generator().manual_seed(1))
     assert a.dtype == torch.float32 and torch.equal(a, b)
 
@@ -80,31 +89,42 @@ def test_exact_samples_of_a_peaked_rbm_land_on_its_mode():
 def test_effective_sample_size():
     assert effective_sample_size(torch.zeros(10)) == pytest.approx(10.0)
     assert effective_sample_size(torch.tensor([0.0, -1e3, -1e3])) == pytest.approx(1.0)
-    lw = torch.randn(100, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    assert effective_sample_size(lw + 700.0) == pytest.approx(effective_sample_size(lw))  # no overflow
+    lw = torch.randn(
+        100, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
+    assert effective_sample_size(lw + 700.0) == pytest.approx(
+        effective_sample_size(lw)
+    )  # no overflow
     w = lw.exp()
-    assert effective_sample_size(lw) == pytest.approx(float(w.sum() ** 2 / (w ** 2).sum()))
+    assert effective_sample_size(lw) == pytest.approx(
+        float(w.sum() ** 2 / (w**2).sum())
+    )
     with pytest.raises(ValueError):
         effective_sample_size(torch.tensor([]))
 
 
 def test_ais_sweep_runs_each_schedule_and_reverse_brackets_log_z():
-    # Few intermediate distributions: forward AIS underestimates log Z on average and reverse
-    # AIS from exact samples overestimates it (Jensen). 40 runs of 10 chains at K = 3 betas:
-    # on this RBM the biases are about -1.9 and +2.2 nats and one run's sd about 1.7 and 1.4
-    # (measured over 200 runs), so each mean of 40 sits more than 5 of its standard errors
-    # beyond the 0.5-nat margin asserted: a Gaussian-tail failure rate below 1e-6.
+    # Few intermediate distributions: forward AIS underestimates log Z on average and
+    # reverse AIS from exact samples overestimates it (Jensen). 40 runs of 10 chains at
+    # K = 3 betas: on this RBM the biases are about -1.9 and +2.2 nats and one run's sd
+    # about 1.7 and 1.4 (measured over 200 runs), so each mean of 40 sits more than 5 of
+    # its standard errors beyond the 0.5-nat margin asserted: a Gaussian-tail failure
+    # rate below 1e-6.
     rbm = random_rbm(12, 6, seed=10, scale=2.0)
     exact = float(log_partition(rbm))
     g = torch.Generator().manual_seed(11)
     fwd = ais_sweep(rbm, [3] * 40, n_chains=10, generator=g)
     rev = ais_sweep(rbm, [3] * 40, n_chains=10, reverse=True, generator=g)
-    assert all(r.n_betas == 3 and not r.reverse for r in fwd) and all(r.reverse for r in rev)
+    assert all(r.n_betas == 3 and not r.reverse for r in fwd) and all(
+        r.reverse for r in rev
+    )
     mean_f = sum(r.log_z for r in fwd) / 40
     mean_r = sum(r.log_z for r in rev) / 40
     assert mean_f < exact - 0.5 and mean_r > exact + 0.5, (mean_f, exact, mean_r)
     # a tensor schedule is used as given; many betas get close to the truth
-    res = ais_sweep(rbm, [torch.linspace(0, 1, 500, dtype=torch.float64)], n_chains=200, generator=g)[0]
+    res = ais_sweep(
+        rbm, [torch.linspace(0, 1, 500, dtype=torch.float64)], n_chains=200, generator=g
+    )[0]
     assert res.n_betas == 500 and abs(res.log_z - exact) < 4 * res.stderr + 0.02
 
 
@@ -114,8 +134,14 @@ def test_sm_style_schedule_through_the_reverse_sweep_on_a_small_rbm():
     marg = smaller_layer_marginal(rbm)
     betas = sm_betas()[::10]
     assert float(betas[-1]) == 1.0
-    res = ais_sweep(rbm, [betas], n_chains=50, reverse=True, marginal=marg,
-                    generator=torch.Generator().manual_seed(0))[0]
+    res = ais_sweep(
+        rbm,
+        [betas],
+        n_chains=50,
+        reverse=True,
+        marginal=marg,
+        generator=torch.Generator().manual_seed(0),
+    )[0]
     assert res.n_betas == 1_451 and res.reverse
     assert abs(res.log_z - marg.log_z) < 4 * res.stderr + 0.02, (res, marg.log_z)
 

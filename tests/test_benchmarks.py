@@ -1,8 +1,10 @@
-"""The benchmark command keeps working: every suite in its quick mode, and the JSON + Markdown it writes.
+"""The benchmark command keeps working: every suite in its quick mode, and the JSON +
+Markdown it writes.
 
-Quick sizes only check that the code runs end to end; the numbers mean nothing (the real runs
-are ``python -m benchmarks``, results in benchmarks/results/). Needs the binarized-MNIST copy
-(``DGMLIB_DATA_DIR``); skipped without it. About 90 s on 2 CPU cores.
+Quick sizes only check that the code runs end to end; the numbers mean nothing (the real
+runs are ``python -m benchmarks``, results in benchmarks/results/). Needs the
+binarized-MNIST copy (``DGMLIB_DATA_DIR``); skipped without it. About 90 s on 2 CPU
+cores.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from dgmlib.data import binarized_mnist_available
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not binarized_mnist_available(), reason="binarized MNIST not found (set DGMLIB_DATA_DIR)"),
+    pytest.mark.skipif(
+        not binarized_mnist_available(),
+        reason="binarized MNIST not found (set DGMLIB_DATA_DIR)",
+    ),
 ]
 
 
@@ -28,11 +33,29 @@ def cli():
 
 
 def test_every_benchmark_module_is_discovered(cli):
-    assert {"rbm_speed", "rbm_quality", "ais_accuracy", "vae_mnist", "nade", "flows_digits"} <= set(cli.SUITES)
+    assert {
+        "rbm_speed",
+        "rbm_quality",
+        "ais_accuracy",
+        "vae_mnist",
+        "nade",
+        "flows_digits",
+    } <= set(cli.SUITES)
 
 
-@pytest.mark.parametrize("name", ["rbm_speed", "rbm_quality", "rbm_quality_bf16", "ais_accuracy", "vae_mnist",
-                                  "nade", "flows_digits", "flows_maf_iaf_speed"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "rbm_speed",
+        "rbm_quality",
+        "rbm_quality_bf16",
+        "ais_accuracy",
+        "vae_mnist",
+        "nade",
+        "flows_digits",
+        "flows_maf_iaf_speed",
+    ],
+)
 def test_quick_suite_returns_finite_rows(cli, name):
     rows = cli.SUITES[name](quick=True)
     assert rows, f"{name} returned no rows"
@@ -45,8 +68,12 @@ def test_quick_suite_returns_finite_rows(cli, name):
 
 def test_command_writes_json_and_markdown(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "OUT", tmp_path)
-    assert cli.main(["--only", "flows_maf_iaf_speed", "--quick", "--name", "smoke"]) == 0
+    assert (
+        cli.main(["--only", "flows_maf_iaf_speed", "--quick", "--name", "smoke"]) == 0
+    )
     data = json.loads((tmp_path / "smoke.json").read_text())
     assert data["machine"]["quick"] is True and data["rows"]
     table = (tmp_path / "smoke.md").read_text()
-    assert "QUICK sizes" in table and table.count("\n| flows_maf_iaf_speed |") == len(data["rows"])
+    assert "QUICK sizes" in table and table.count("\n| flows_maf_iaf_speed |") == len(
+        data["rows"]
+    )

@@ -1,10 +1,12 @@
-"""The book as a reader gets it: twins in sync, a warning-free build, pages in a real browser.
+"""The book as a reader gets it: twins in sync, a warning-free build, pages in a real
+browser.
 
 The build runs once per session in the ``quick`` profile into ``_build/quick`` (its own
-execution cache, so it never mixes with ``make book``'s outputs). The browser tests serve
-the HTML on 127.0.0.1 and open every page in headless Chromium (Debian's ``chromium``,
-driven by Playwright's Python package; no browser is ever downloaded). Without Chromium
-they are skipped, unless ``DGMLIB_REQUIRE_BROWSER=1`` (set by CI) makes that a failure.
+execution cache, so it never mixes with ``make book``'s outputs). The browser tests
+serve the HTML on 127.0.0.1 and open every page in headless Chromium (Debian's
+``chromium``, driven by Playwright's Python package; no browser is ever downloaded).
+Without Chromium they are skipped, unless ``DGMLIB_REQUIRE_BROWSER=1`` (set by CI) makes
+that a failure.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -53,26 +54,49 @@ def test_every_chapter_is_in_the_toc_and_asks_for_a_gpu():
     for md in twins.chapters():
         assert f"book/{md.stem}" in pages, f"{md.name} is not in _toc.yml"
         import json
+
         meta = json.loads(md.with_suffix(".ipynb").read_text())["metadata"]
-        assert meta.get("accelerator") == "GPU" and "colab" in meta, f"{md.name} does not ask Colab for a GPU"
+        assert meta.get("accelerator") == "GPU" and "colab" in meta, (
+            f"{md.name} does not ask Colab for a GPU"
+        )
 
 
 @pytest.fixture(scope="session")
 def built_book() -> Path:
     """Build the book with -W -n in the quick profile (once per session)."""
     if os.environ.get("DGMLIB_REUSE_BUILD") and (HTML / "index.html").exists():
-        return HTML  # developer shortcut: test the existing quick build without rebuilding
+        return (
+            HTML  # developer shortcut: test the existing quick build without rebuilding
+        )
     if not (ROOT / "_vendor" / ".versions").exists():
-        pytest.fail("_vendor/ is missing: run `bash scripts/fetch_vendor.sh` (make test does it)")
+        pytest.fail(
+            "_vendor/ is missing: run `bash scripts/fetch_vendor.sh` (make test does "
+            "it)"
+        )
     env = dict(os.environ, DGMLIB_PROFILE="quick")
-    env.pop("MPLBACKEND", None)  # a non-inline backend in the kernel would drop every figure
+    env.pop(
+        "MPLBACKEND", None
+    )  # a non-inline backend in the kernel would drop every figure
     jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb), "build", str(ROOT), "--path-output", str(BUILD), "--warningiserror", "--nitpick", "--keep-going"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    cmd = [
+        str(jb),
+        "build",
+        str(ROOT),
+        "--path-output",
+        str(BUILD),
+        "--warningiserror",
+        "--nitpick",
+        "--keep-going",
+    ]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500
+    )
     log = proc.stdout + proc.stderr
     (ROOT / "_build").mkdir(exist_ok=True)
     (ROOT / "_build" / "quick-build.log").write_text(log)
-    assert proc.returncode == 0, f"jupyter-book build failed (log in _build/quick-build.log):\n{log[-6000:]}"
+    assert proc.returncode == 0, (
+        f"jupyter-book build failed (log in _build/quick-build.log):\n{log[-6000:]}"
+    )
     return HTML
 
 
@@ -82,11 +106,16 @@ def test_book_builds_without_warnings(built_book):
     # offline assets are served from _static, never from a CDN
     assert (built_book / "_static" / "mathjax" / "tex-chtml.js").exists()
     html = (built_book / "book" / "01_introduction.html").read_text()
-    assert "cdn.jsdelivr" not in html and "cdnjs" not in html and "mathjax@3" not in html
-    assert "colab.research.google.com/github/" in html and "book/01_introduction.ipynb" in html
+    assert (
+        "cdn.jsdelivr" not in html and "cdnjs" not in html and "mathjax@3" not in html
+    )
+    assert (
+        "colab.research.google.com/github/" in html
+        and "book/01_introduction.ipynb" in html
+    )
 
 
-# --- the browser -----------------------------------------------------------------------------
+# --- the browser ----------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def server(built_book):
     handler = functools.partial(_QuietHandler, directory=str(built_book))
@@ -112,9 +141,18 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
         yield b
         b.close()
 
@@ -139,24 +177,48 @@ def test_page_renders_offline(page_name, server, browser):
     page.goto(f"{server}/{page_name}.html", wait_until="load")
     has_math = page.evaluate("document.querySelectorAll('.math').length") > 0
     if has_math:
-        page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.document", timeout=30000)
+        page.wait_for_function(
+            "window.MathJax && MathJax.startup && MathJax.startup.document",
+            timeout=30000,
+        )
         page.evaluate("MathJax.startup.promise")
-        page.wait_for_function("document.querySelectorAll('mjx-container').length > 0", timeout=30000)
-    n_widgets = page.evaluate("document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length")
+        page.wait_for_function(
+            "document.querySelectorAll('mjx-container').length > 0", timeout=30000
+        )
+    n_widgets = page.evaluate(
+        "document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length"
+    )
     if n_widgets:
-        page.wait_for_function(f"document.querySelectorAll('.jupyter-widgets.widget-slider, .widget-slider').length >= 1", timeout=30000)
-        page.wait_for_function("document.querySelectorAll('.jupyter-widgets-output-area img, .widget-output img').length >= 1", timeout=30000)
+        page.wait_for_function(
+            "document.querySelectorAll('.jupyter-widgets.widget-slider, "
+            ".widget-slider').length >= 1",
+            timeout=30000,
+        )
+        page.wait_for_function(
+            "document.querySelectorAll('.jupyter-widgets-output-area img, "
+            ".widget-output img').length >= 1",
+            timeout=30000,
+        )
     page.wait_for_timeout(300)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{page_name.replace('/', '_')}.png"), full_page=True)
+    page.screenshot(
+        path=str(SHOTS / f"{page_name.replace('/', '_')}.png"), full_page=True
+    )
 
     text = page.inner_text("article")
-    assert "\\(" not in text and "\\[" not in text and "$$" not in text, "raw LaTeX left untypeset"
-    sizes = page.evaluate("Array.from(document.images).map(i => [i.currentSrc.slice(0, 80), i.naturalWidth, i.naturalHeight])")
+    assert "\\(" not in text and "\\[" not in text and "$$" not in text, (
+        "raw LaTeX left untypeset"
+    )
+    sizes = page.evaluate(
+        "Array.from(document.images).map(i => [i.currentSrc.slice(0, 80), "
+        "i.naturalWidth, i.naturalHeight])"
+    )
     broken = [s for s in sizes if s[1] == 0 or s[2] == 0]
     assert not broken, f"images with no natural size: {broken}"
     if page_name.startswith("book/0"):
-        n_figures = page.evaluate("document.querySelectorAll('.cell_output img').length")
+        n_figures = page.evaluate(
+            "document.querySelectorAll('.cell_output img').length"
+        )
         assert n_figures >= 1, "a chapter without a single figure"
     assert not outside, f"requests left 127.0.0.1: {outside}"
     assert not errors, f"console errors: {errors}"

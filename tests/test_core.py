@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import warnings
-
 import matplotlib
 import pytest
 import torch
@@ -12,12 +9,15 @@ import torch
 from dgmlib import cache, config, exact, plot, train, widgets
 
 
-# --- config --------------------------------------------------------------------------------
+# --- config ---------------------------------------------------------------------------
 def test_profile_from_environment(monkeypatch):
     for name in config.PROFILES:
         monkeypatch.setenv("DGMLIB_PROFILE", name)
         assert config.profile() == name
-        assert config.pick(quick=1, book=2, gpu=3) == {"quick": 1, "book": 2, "gpu": 3}[name]
+        assert (
+            config.pick(quick=1, book=2, gpu=3)
+            == {"quick": 1, "book": 2, "gpu": 3}[name]
+        )
     monkeypatch.setenv("DGMLIB_PROFILE", "fast")
     with pytest.raises(ValueError, match="quick, book, gpu"):
         config.profile()
@@ -47,15 +47,21 @@ def test_seed_everything_is_reproducible():
     assert "profile=" in config.describe()
 
 
-# --- train ---------------------------------------------------------------------------------
+# --- train ----------------------------------------------------------------------------
 def test_fit_visits_every_example_once_per_epoch():
     seen = []
     data = torch.arange(103)
-    hist = train.fit(lambda b: seen.append(b.clone()) or float(b.numel()), data, epochs=3, batch_size=10,
-                     generator=torch.Generator().manual_seed(0), quiet=True)
+    hist = train.fit(
+        lambda b: seen.append(b.clone()) or float(b.numel()),
+        data,
+        epochs=3,
+        batch_size=10,
+        generator=torch.Generator().manual_seed(0),
+        quiet=True,
+    )
     assert len(hist) == 3 * 11 and hist.epoch_ends == [11, 22, 33]
     for e in range(3):
-        epoch = torch.cat(seen[e * 11:(e + 1) * 11])
+        epoch = torch.cat(seen[e * 11 : (e + 1) * 11])
         assert torch.equal(epoch.sort().values, data)
     assert hist.epoch_mean("loss") == pytest.approx([103 / 11] * 3)
     assert not torch.equal(torch.cat(seen[:11]), data)  # shuffled
@@ -63,8 +69,14 @@ def test_fit_visits_every_example_once_per_epoch():
 
 def test_fit_tuples_keep_rows_together():
     x, y = torch.arange(20.0), torch.arange(20) * 10
-    train.fit(lambda b: float((b[1] - 10 * b[0]).abs().sum()) or None, (x, y), epochs=1, batch_size=7,
-              generator=torch.Generator().manual_seed(1), quiet=True)
+    train.fit(
+        lambda b: float((b[1] - 10 * b[0]).abs().sum()) or None,
+        (x, y),
+        epochs=1,
+        batch_size=7,
+        generator=torch.Generator().manual_seed(1),
+        quiet=True,
+    )
     with pytest.raises(ValueError, match="first dimension"):
         train.fit(lambda b: 0.0, (x, y[:5]), quiet=True)
 
@@ -78,7 +90,12 @@ def test_fit_nan_guard_names_the_step():
 
 
 def test_fit_without_data_and_early_stop():
-    hist = train.fit(lambda: {"a": 1.0, "b": 2.0}, n_steps=10, quiet=True, callback=lambda i, row: i == 3)
+    hist = train.fit(
+        lambda: {"a": 1.0, "b": 2.0},
+        n_steps=10,
+        quiet=True,
+        callback=lambda i, row: i == 3,
+    )
     assert hist["a"] == [1.0] * 4 and hist.last("b") == 2.0
     with pytest.raises(KeyError, match="recorded"):
         hist["c"]
@@ -86,7 +103,7 @@ def test_fit_without_data_and_early_stop():
         train.fit(lambda: 0.0, quiet=True)
 
 
-# --- exact ---------------------------------------------------------------------------------
+# --- exact ----------------------------------------------------------------------------
 def test_all_states_are_the_binary_codes():
     x = exact.all_states(3, dtype=torch.int64)
     assert x.shape == (8, 3)
@@ -103,7 +120,9 @@ def test_log_partition_of_independent_units_matches_closed_form():
     # E(x) = -b.x  =>  Z = prod_i (1 + e^{b_i}); chunked enumeration must agree exactly.
     b = torch.linspace(-2, 3, 13, dtype=torch.float64)
     log_z = exact.log_partition_function(lambda x: -(x @ b), 13, chunk_size=100)
-    assert float(log_z) == pytest.approx(float(torch.nn.functional.softplus(b).sum()), rel=1e-12)
+    assert float(log_z) == pytest.approx(
+        float(torch.nn.functional.softplus(b).sum()), rel=1e-12
+    )
     xs, p = exact.exact_distribution(lambda x: -(x @ b[:4]), 4)
     assert float(p.sum()) == pytest.approx(1.0, abs=1e-12)
     assert torch.allclose((p[:, None] * xs).sum(0), torch.sigmoid(b[:4]))  # marginals
@@ -111,19 +130,25 @@ def test_log_partition_of_independent_units_matches_closed_form():
 
 def test_log_sum_exp_states_rejects_bad_shapes():
     with pytest.raises(ValueError, match="log_f must map"):
-        exact.log_sum_exp_states(lambda x: x.T, 3)           # (d, n): states not on the first axis
+        exact.log_sum_exp_states(
+            lambda x: x.T, 3
+        )  # (d, n): states not on the first axis
     with pytest.raises(ValueError, match="log_f must map"):
-        exact.log_sum_exp_states(lambda x: x.sum(), 3)       # a scalar
+        exact.log_sum_exp_states(lambda x: x.sum(), 3)  # a scalar
 
 
 def test_log_sum_exp_states_batched_equals_one_sum_per_column():
-    w = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    batched = exact.log_sum_exp_states(lambda x: x @ w, 3, chunk_size=3)           # (4,)
-    singles = torch.stack([exact.log_sum_exp_states(lambda x, j=j: x @ w[:, j], 3) for j in range(4)])
+    w = torch.randn(
+        3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    batched = exact.log_sum_exp_states(lambda x: x @ w, 3, chunk_size=3)  # (4,)
+    singles = torch.stack(
+        [exact.log_sum_exp_states(lambda x, j=j: x @ w[:, j], 3) for j in range(4)]
+    )
     assert torch.allclose(batched, singles, atol=1e-12)
 
 
-# --- cache ---------------------------------------------------------------------------------
+# --- cache ----------------------------------------------------------------------------
 class Tiny(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -135,6 +160,7 @@ def _trainer(calls):
         calls.append(1)
         with torch.no_grad():
             m.w.add_(torch.tensor([1.0, 2.0, 3.0]))
+
     return train_fn
 
 
@@ -178,7 +204,7 @@ def test_cache_off_always_trains(tmp_path, monkeypatch):
     assert len(calls) == 2 and not (tmp_path / "checkpoints").exists()
 
 
-# --- plot and widgets ----------------------------------------------------------------------
+# --- plot and widgets -----------------------------------------------------------------
 def test_image_grid_layout():
     imgs = torch.arange(5 * 4, dtype=torch.float64).reshape(5, 4)
     grid = plot.image_grid(imgs, (2, 2), ncol=3, pad=1, pad_value=-1)
@@ -190,7 +216,9 @@ def test_image_grid_layout():
 
 def test_density_2d_integrates_a_gaussian_to_one():
     matplotlib.use("Agg")
-    normal = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64))
+    normal = torch.distributions.MultivariateNormal(
+        torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64)
+    )
     _, dens, area = plot.density_2d(normal.log_prob, extent=(-6, 6, -6, 6), n=241)
     assert float(dens.sum()) * area == pytest.approx(1.0, abs=2e-3)
     matplotlib.pyplot.close("all")
@@ -198,7 +226,9 @@ def test_density_2d_integrates_a_gaussian_to_one():
 
 def test_animation_is_self_contained_html():
     matplotlib.use("Agg")
-    frames = [torch.rand(4, 9, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    frames = [
+        torch.rand(4, 9, generator=torch.Generator().manual_seed(i)) for i in range(3)
+    ]
     html = plot.animate_images(frames, (3, 3), titles=["a", "b", "c"]).data
     assert "<img" in html and "data:image/png;base64" in html
     assert "http" not in html and "fa fa-" not in html  # offline: no CDN icons
@@ -242,6 +272,8 @@ def test_best_time_is_the_minimum_over_calls_and_rejects_zero_repeats():
 
     t = best_time(fn, repeat=3)
     assert len(calls) == 3
-    assert 0.01 <= t < 0.1       # the shortest call, not the mean (0.1) or the first (0.2): a 90 ms margin
+    assert (
+        0.01 <= t < 0.1
+    )  # the shortest call, not the mean (0.1) or the first (0.2): a 90 ms margin
     with pytest.raises(ValueError, match="repeat >= 1"):
         best_time(fn, repeat=0)

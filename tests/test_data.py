@@ -1,4 +1,6 @@
-"""Tests of dgmlib.data and dgmlib.checks. No network: downloads are served from file:// URLs."""
+"""Tests of dgmlib.data and dgmlib.checks. No network: downloads are served from file://
+URLs.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-# --------------------------------------------------------------------------- digits, binarize
+# --------------------------------------------------------------------------- digits,
+# binarize
 def test_digits_shapes_ranges_dtypes():
     x, y = data.load_digits()
     assert x.shape == (1797, 64) and x.dtype == torch.float32
@@ -45,8 +48,11 @@ def test_digits_stochastic_mean_and_reproducibility():
     v3, _ = data.load_digits(binarize="stochastic", generator=gen(2))
     assert torch.equal(v1, v2) and not torch.equal(v1, v3)
     assert set(v1.unique().tolist()) <= {0.0, 1.0}
-    assert torch.all(v1[x == 0] == 0) and torch.all(v1[x == 1] == 1)  # Bernoulli(0), Bernoulli(1)
-    # E[mean v] = mean x; independent draws: SE = sqrt(sum p(1-p)) / N. 5 SE: failure rate ~6e-7.
+    assert torch.all(v1[x == 0] == 0) and torch.all(
+        v1[x == 1] == 1
+    )  # Bernoulli(0), Bernoulli(1)
+    # E[mean v] = mean x; independent draws: SE = sqrt(sum p(1-p)) / N. 5 SE: failure
+    # rate ~6e-7.
     x64 = x.double()
     se = (x64 * (1 - x64)).sum().sqrt() / x.numel()
     assert abs(v1.double().mean() - x64.mean()) < 5 * se
@@ -66,7 +72,9 @@ def test_digits_errors():
 def test_binarize_schemes_and_errors():
     x = torch.tensor([[0.0, 0.2, 0.5, 0.7, 1.0]])
     assert torch.equal(data.binarize(x), torch.tensor([[0.0, 0, 0, 1, 1]]))
-    assert torch.equal(data.binarize(x, threshold=0.1), torch.tensor([[0.0, 1, 1, 1, 1]]))
+    assert torch.equal(
+        data.binarize(x, threshold=0.1), torch.tensor([[0.0, 1, 1, 1, 1]])
+    )
     a = data.binarize(x.expand(1000, -1), "stochastic", generator=gen(3))
     b = data.binarize(x.expand(1000, -1), "stochastic", generator=gen(3))
     assert torch.equal(a, b) and a.dtype == torch.float32
@@ -92,11 +100,15 @@ def test_check_binary():
     check_binary(torch.tensor([0.0, 1.0, 1.0]))
     check_binary(torch.tensor([True, False]))
     check_binary(torch.empty(0, 3))
-    msg = (r"BernoulliRBM expects binary v in \{0,1\}; got values in \[-0.3, 1.7\]"
-           r".*Binarize first: dgmlib.data.binarize\(v\)")
+    msg = (
+        r"BernoulliRBM expects binary v in \{0,1\}; got values in \[-0.3, 1.7\]"
+        r".*Binarize first: dgmlib.data.binarize\(v\)"
+    )
     with pytest.raises(ValueError, match=msg):
         check_binary(torch.tensor([0.0, -0.3, 1.7]), name="v", model="BernoulliRBM")
-    with pytest.raises(ValueError, match=r"e.g. 0.5"):  # grey values inside [0, 1] fail too
+    with pytest.raises(
+        ValueError, match=r"e.g. 0.5"
+    ):  # grey values inside [0, 1] fail too
         check_binary(torch.tensor([0.0, 0.5, 1.0]))
     with pytest.raises(ValueError):
         check_binary(torch.tensor([0.0, float("nan")]))
@@ -105,7 +117,9 @@ def test_check_binary():
 def test_check_shape():
     check_shape(torch.zeros(5, 784), 2, 784)
     check_shape(torch.zeros(5, 3, 7), 3)
-    with pytest.raises(ValueError, match=r"expects v of shape \(B, 784\); got shape \(5, 64\)"):
+    with pytest.raises(
+        ValueError, match=r"expects v of shape \(B, 784\); got shape \(5, 64\)"
+    ):
         check_shape(torch.zeros(5, 64), 2, 784, name="v")
     with pytest.raises(ValueError, match="unsqueeze"):
         check_shape(torch.zeros(784), 2, 784)
@@ -131,7 +145,9 @@ def test_toy_2d_geometry():
     x = data.toy_2d("eight_gaussians", 2000, generator=g, noise=0.0)
     assert len(torch.unique(x.round(decimals=4), dim=0)) == 8
     x = data.toy_2d("checkerboard", 4000, generator=g)
-    cell = torch.floor(x / 2).long()  # 4x4 board of 2x2 cells; points only on one colour
+    cell = torch.floor(
+        x / 2
+    ).long()  # 4x4 board of 2x2 cells; points only on one colour
     assert torch.all((cell[:, 0] + cell[:, 1]) % 2 == 0)
 
 
@@ -145,7 +161,8 @@ def test_toy_2d_errors():
         data.toy_2d("moons", 10)  # generator is required
 
 
-# --------------------------------------------------------------------------- bars and stripes
+# --------------------------------------------------------------------------- bars and
+# stripes
 @pytest.mark.parametrize("side", [1, 2, 3, 4])
 def test_bars_and_stripes(side):
     v = data.bars_and_stripes(side)
@@ -160,14 +177,17 @@ def test_bars_and_stripes(side):
         data.bars_and_stripes(0)
 
 
-# --------------------------------------------------------------------------- binarized MNIST
+# --------------------------------------------------------------------------- binarized
+# MNIST
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_DIR = Path(os.environ.get("DGMLIB_DATA_DIR") or SHARED)
 
 
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
-    """No DGMLIB_DATA_DIR, the user cache under tmp_path, downloads pointed at a missing folder."""
+    """No DGMLIB_DATA_DIR, the user cache under tmp_path, downloads pointed at a missing
+    folder.
+    """
     monkeypatch.delenv("DGMLIB_DATA_DIR", raising=False)
     monkeypatch.setenv("DGMLIB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("DGMLIB_MNIST_URL", (tmp_path / "nowhere").as_uri())
@@ -177,10 +197,14 @@ def isolated(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake(isolated, monkeypatch):
-    """A tiny fake binarized MNIST served as .amat files; its hashes patched into MNIST_SHA256."""
+    """A tiny fake binarized MNIST served as .amat files; its hashes patched into
+    MNIST_SHA256.
+    """
     rng = np.random.default_rng(0)
-    arrays = {s: (rng.random((n, 784)) < 0.2).astype(np.uint8)
-              for s, n in [("train", 7), ("valid", 3), ("test", 2)]}
+    arrays = {
+        s: (rng.random((n, 784)) < 0.2).astype(np.uint8)
+        for s, n in [("train", 7), ("valid", 3), ("test", 2)]
+    }
     src = isolated / "src"
     src.mkdir()
     for split, a in arrays.items():
@@ -197,22 +221,30 @@ def cache_files(root: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-@pytest.mark.skipif(not (REAL_DIR / "binarized_mnist.npz").is_file(),
-                    reason=f"no binarized_mnist.npz in {REAL_DIR} (set DGMLIB_DATA_DIR to run it)")
+@pytest.mark.skipif(
+    not (REAL_DIR / "binarized_mnist.npz").is_file(),
+    reason=f"no binarized_mnist.npz in {REAL_DIR} (set DGMLIB_DATA_DIR to run it)",
+)
 def test_real_binarized_mnist_verifies(isolated, monkeypatch):
     monkeypatch.setenv("DGMLIB_DATA_DIR", str(REAL_DIR))
     assert data.binarized_mnist_available()
     v = data.load_binarized_mnist("train", download=False)
     assert v.shape == (50000, 784) and v.dtype == torch.float32
     assert abs(v.double().mean().item() - 0.130562) < 1e-6
-    assert data.load_binarized_mnist("test", download=False, dtype=torch.uint8).shape == (10000, 784)
-    assert cache_files(isolated) == []  # found in DGMLIB_DATA_DIR: nothing downloaded or cached
+    assert data.load_binarized_mnist(
+        "test", download=False, dtype=torch.uint8
+    ).shape == (10000, 784)
+    assert (
+        cache_files(isolated) == []
+    )  # found in DGMLIB_DATA_DIR: nothing downloaded or cached
 
 
 def test_fake_download_verifies_and_caches(fake, isolated, monkeypatch):
     assert not data.binarized_mnist_available()
     v = data.load_binarized_mnist("valid")
-    assert v.shape == (3, 784) and torch.equal(v, torch.from_numpy(fake["valid"]).float())
+    assert v.shape == (3, 784) and torch.equal(
+        v, torch.from_numpy(fake["valid"]).float()
+    )
     assert cache_files(isolated) == ["binarized_mnist.npz"]  # no temporary files left
     assert data.binarized_mnist_available()
 
@@ -220,7 +252,9 @@ def test_fake_download_verifies_and_caches(fake, isolated, monkeypatch):
         raise AssertionError("should load from the cache, not download")
 
     monkeypatch.setattr(data, "_download", no_download)
-    assert torch.equal(data.load_binarized_mnist("train"), torch.from_numpy(fake["train"]).float())
+    assert torch.equal(
+        data.load_binarized_mnist("train"), torch.from_numpy(fake["train"]).float()
+    )
     assert data.load_binarized_mnist("test", download=False).shape == (2, 784)
 
 
@@ -228,7 +262,9 @@ def test_lookup_order_data_dir_first(fake, isolated, monkeypatch):
     folder = isolated / "mine"
     folder.mkdir()
     np.savez(folder / "binarized_mnist.npz", **fake)
-    monkeypatch.setattr(data, "_download", None)  # any download attempt would fail loudly
+    monkeypatch.setattr(
+        data, "_download", None
+    )  # any download attempt would fail loudly
     assert data.load_binarized_mnist("test", data_dir=folder).shape == (2, 784)
     monkeypatch.setenv("DGMLIB_DATA_DIR", str(folder))
     assert data.load_binarized_mnist("test").shape == (2, 784)
@@ -241,11 +277,15 @@ def test_truncated_npz_is_refused(fake, isolated):
     np.savez(path, **fake)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(DataIntegrityError, match="truncated") as err:
-        data.load_binarized_mnist("train")  # a download would succeed, but the file is not skipped
+        data.load_binarized_mnist(
+            "train"
+        )  # a download would succeed, but the file is not skipped
     assert str(path) in str(err.value) and "Delete" in str(err.value)
     with pytest.warns(UserWarning, match="truncated"):
         assert not data.binarized_mnist_available()
-    assert cache_files(isolated) == ["binarized_mnist.npz"]  # left for the user to inspect
+    assert cache_files(isolated) == [
+        "binarized_mnist.npz"
+    ]  # left for the user to inspect
 
 
 def test_wrong_hash_is_refused(fake, isolated, monkeypatch):
@@ -254,20 +294,30 @@ def test_wrong_hash_is_refused(fake, isolated, monkeypatch):
     tampered = dict(fake, test=1 - fake["test"])
     np.savez(folder / "binarized_mnist.npz", **tampered)
     monkeypatch.setenv("DGMLIB_DATA_DIR", str(folder))
-    assert data.load_binarized_mnist("train").shape == (7, 784)  # other splits still verify
+    assert data.load_binarized_mnist("train").shape == (
+        7,
+        784,
+    )  # other splits still verify
     with pytest.raises(DataIntegrityError) as err:
         data.load_binarized_mnist("test")
     msg = str(err.value)
     assert data.MNIST_SHA256["test"] in msg and "found" in msg and str(folder) in msg
-    assert hashlib.sha256(tampered["test"].tobytes()).hexdigest() in msg and "Delete" in msg
+    assert (
+        hashlib.sha256(tampered["test"].tobytes()).hexdigest() in msg
+        and "Delete" in msg
+    )
 
 
 def test_failed_download_explains_and_leaves_nothing(isolated):
     with pytest.raises(DatasetUnavailableError) as err:
         data.load_binarized_mnist("train")
     msg = str(err.value)
-    for needed in ["DGMLIB_DATA_DIR", "load_digits", (isolated / "nowhere").as_uri(),
-                   str(isolated / "cache" / "data" / "binarized_mnist.npz")]:
+    for needed in [
+        "DGMLIB_DATA_DIR",
+        "load_digits",
+        (isolated / "nowhere").as_uri(),
+        str(isolated / "cache" / "data" / "binarized_mnist.npz"),
+    ]:
         assert needed in msg
     assert cache_files(isolated) == []
     with pytest.raises(DatasetUnavailableError, match="download=False"):
@@ -276,16 +326,22 @@ def test_failed_download_explains_and_leaves_nothing(isolated):
 
 def test_partial_or_corrupt_download_leaves_nothing(fake, isolated):
     src = isolated / "src"
-    (src / "binarized_mnist_test.amat").unlink()  # train and valid arrive, test does not
+    (
+        src / "binarized_mnist_test.amat"
+    ).unlink()  # train and valid arrive, test does not
     with pytest.raises(DatasetUnavailableError, match="binarized_mnist_test.amat"):
         data.load_binarized_mnist("train")
     assert cache_files(isolated) == []
     text = "\n".join(" ".join(map(str, row)) for row in fake["test"])
-    (src / "binarized_mnist_test.amat").write_text(text[: 3 * len(text) // 4])  # cut short
+    (src / "binarized_mnist_test.amat").write_text(
+        text[: 3 * len(text) // 4]
+    )  # cut short
     with pytest.raises(DataIntegrityError, match="line 2: expected 784"):
         data.load_binarized_mnist("train")
     assert cache_files(isolated) == []
-    (src / "binarized_mnist_test.amat").write_text(text.replace("0", "1", 1))  # one pixel flipped
+    (src / "binarized_mnist_test.amat").write_text(
+        text.replace("0", "1", 1)
+    )  # one pixel flipped
     with pytest.raises(DataIntegrityError, match="expected SHA-256"):
         data.load_binarized_mnist("train")
     assert cache_files(isolated) == []

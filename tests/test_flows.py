@@ -1,7 +1,9 @@
-"""Normalizing flows: invertibility, log|det J| against autograd, normalisation, structure, errors.
+"""Normalizing flows: invertibility, log|det J| against autograd, normalisation,
+structure, errors.
 
-Every check runs in float64 with fixed seeds. Zero-initialised output layers make fresh flows
-the identity, so each test first gives the parameters random values (``randomize``).
+Every check runs in float64 with fixed seeds. Zero-initialised output layers make fresh
+flows the identity, so each test first gives the parameters random values
+(``randomize``).
 """
 
 import math
@@ -10,30 +12,61 @@ import pytest
 import torch
 
 from dgmlib.flows import (
-    IAF, MAF, ActNorm, AffineCoupling, ConvAffineCoupling, ElementwiseAffine, Flow, FullGaussian, Glow,
-    IAFLayer, IndependentCategorical, InvertibleConv1x1, Logit, MAFLayer, Permutation, RealNVP, Reshape,
-    Reverse, Squeeze, bits_per_dim, dequantize, elbo, energy_2d, fit_flow, fit_reverse_kl, log_normaliser_2d,
+    IAF,
+    MAF,
+    ActNorm,
+    AffineCoupling,
+    ConvAffineCoupling,
+    ElementwiseAffine,
+    Flow,
+    FullGaussian,
+    Glow,
+    IAFLayer,
+    IndependentCategorical,
+    InvertibleConv1x1,
+    Logit,
+    MAFLayer,
+    Permutation,
+    RealNVP,
+    Reshape,
+    Reverse,
+    Squeeze,
+    bits_per_dim,
+    dequantize,
+    elbo,
+    energy_2d,
+    fit_flow,
+    fit_reverse_kl,
+    log_normaliser_2d,
     mean_log_prob,
 )
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """Small nets: one thread (two threads on a loaded 2-core machine are 10-30x slower here)."""
+    """Small nets: one thread (two threads on a loaded 2-core machine are 10-30x slower
+    here).
+    """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
 
-def randomize(module: torch.nn.Module, scale: float = 0.3, seed: int = 0) -> torch.nn.Module:
-    """Give every parameter N(0, scale^2) values (coupling/AR ``scale`` parameters: around 1)."""
+def randomize(
+    module: torch.nn.Module, scale: float = 0.3, seed: int = 0
+) -> torch.nn.Module:
+    """Give every parameter N(0, scale^2) values (coupling/AR ``scale`` parameters:
+    around 1).
+    """
     g = torch.Generator().manual_seed(seed)
     module.double()
     with torch.no_grad():
         for name, p in module.named_parameters():
             noise = torch.randn(p.shape, generator=g, dtype=torch.float64) * scale
-            p.copy_(1.0 + noise if name.endswith("scale") and "log" not in name else noise)
+            p.copy_(
+                1.0 + noise if name.endswith("scale") and "log" not in name else noise
+            )
     for m in module.modules():
         if isinstance(m, ActNorm):
             m.initialized.fill_(True)
@@ -41,10 +74,12 @@ def randomize(module: torch.nn.Module, scale: float = 0.3, seed: int = 0) -> tor
 
 
 def jacobian_logdet(fn, x: torch.Tensor) -> torch.Tensor:
-    """log|det d fn(x_b) / d x_b| for each example b, from the autograd Jacobian, (B,)."""
+    """log|det d fn(x_b) / d x_b| for each example b from the autograd Jacobian: (B,)"""
     out = []
     for xb in x:
-        jac = torch.autograd.functional.jacobian(lambda v: fn(v[None])[0], xb)   # (*shape, *shape)
+        jac = torch.autograd.functional.jacobian(
+            lambda v: fn(v[None])[0], xb
+        )  # (*shape, *shape)
         n = xb.numel()
         out.append(torch.linalg.slogdet(jac.reshape(n, n))[1])
     return torch.stack(out)
@@ -85,51 +120,87 @@ def image_transforms():
 @pytest.mark.parametrize("name", list(vector_transforms()))
 def test_vector_transform_inverse_and_logdet(name):
     t = randomize(vector_transforms()[name])
-    x = torch.randn(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    x = torch.randn(
+        4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3)
+    )
     z, log_det = t(x)
     x_back, log_det_inv = t.inverse(z)
     assert z.shape == x.shape and log_det.shape == (4,)
     torch.testing.assert_close(x_back, x, atol=1e-10, rtol=1e-10)
-    torch.testing.assert_close(log_det_inv, -log_det, atol=1e-10, rtol=1e-10)    # log|det dx/dz| at z
-    torch.testing.assert_close(log_det, jacobian_logdet(lambda v: t(v)[0], x), atol=1e-9, rtol=1e-9)
-    torch.testing.assert_close(log_det_inv, jacobian_logdet(lambda v: t.inverse(v)[0], z), atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(
+        log_det_inv, -log_det, atol=1e-10, rtol=1e-10
+    )  # log|det dx/dz| at z
+    torch.testing.assert_close(
+        log_det, jacobian_logdet(lambda v: t(v)[0], x), atol=1e-9, rtol=1e-9
+    )
+    torch.testing.assert_close(
+        log_det_inv, jacobian_logdet(lambda v: t.inverse(v)[0], z), atol=1e-9, rtol=1e-9
+    )
 
 
 @pytest.mark.parametrize("name", list(image_transforms()))
 def test_image_transform_inverse_and_logdet(name):
     t, shape = image_transforms()[name]
     randomize(t)
-    x = torch.randn(3, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    x = torch.randn(
+        3, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4)
+    )
     z, log_det = t(x)
     x_back, log_det_inv = t.inverse(z)
     torch.testing.assert_close(x_back, x, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(log_det_inv, -log_det, atol=1e-10, rtol=1e-10)
-    torch.testing.assert_close(log_det, jacobian_logdet(lambda v: t(v)[0], x), atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(
+        log_det, jacobian_logdet(lambda v: t(v)[0], x), atol=1e-9, rtol=1e-9
+    )
 
 
 def test_glow_on_images_and_logit():
     g = torch.Generator().manual_seed(5)
-    flow = randomize(Glow(16, 2, 4, image_shape=(1, 4, 4), n_levels=2, preprocess=Logit(16, bound=17.0), generator=g),
-                     scale=0.2)
+    flow = randomize(
+        Glow(
+            16,
+            2,
+            4,
+            image_shape=(1, 4, 4),
+            n_levels=2,
+            preprocess=Logit(16, bound=17.0),
+            generator=g,
+        ),
+        scale=0.2,
+    )
     x = torch.rand(3, 16, dtype=torch.float64, generator=g) * 17
     z, log_det = flow(x)
     torch.testing.assert_close(flow.inverse(z)[0], x, atol=1e-9, rtol=1e-9)
-    torch.testing.assert_close(log_det, jacobian_logdet(lambda v: flow(v)[0], x), atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(
+        log_det, jacobian_logdet(lambda v: flow(v)[0], x), atol=1e-8, rtol=1e-8
+    )
 
 
-@pytest.mark.parametrize("make", [lambda: RealNVP(2, 4, 16), lambda: MAF(2, 3, 16), lambda: IAF(2, 3, 16),
-                                  lambda: Glow(2, 3, 16, generator=torch.Generator().manual_seed(0))])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RealNVP(2, 4, 16),
+        lambda: MAF(2, 3, 16),
+        lambda: IAF(2, 3, 16),
+        lambda: Glow(2, 3, 16, generator=torch.Generator().manual_seed(0)),
+    ],
+)
 def test_density_integrates_to_one(make):
-    # Midpoint rule on a 600 x 600 grid over [-20, 20]^2 (h = 0.067). These random flows put
-    # about 1% of their mass beyond |x| = 10 but < 1e-5 beyond 20; the quadrature error of a
-    # smooth density is O(h^2): measured |mass - 1| < 3e-5 at n = 800, so the tolerance 1e-3 is loose.
+    # Midpoint rule on a 600 x 600 grid over [-20, 20]^2 (h = 0.067). These random flows
+    # put about 1% of their mass beyond |x| = 10 but < 1e-5 beyond 20; the quadrature
+    # error of a smooth density is O(h^2): measured |mass - 1| < 3e-5 at n = 800, so the
+    # tolerance 1e-3 is loose.
     flow = randomize(make(), scale=0.4)
     n, L = 600, 20.0
     h = 2 * L / n
     c = torch.linspace(-L + h / 2, L - h / 2, n, dtype=torch.float64)
     gx, gy = torch.meshgrid(c, c, indexing="xy")
     with torch.no_grad():
-        mass = float(flow.log_prob(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).exp().sum() * h * h)
+        mass = float(
+            flow.log_prob(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).exp().sum()
+            * h
+            * h
+        )
     assert abs(mass - 1) < 1e-3, mass
 
 
@@ -150,13 +221,18 @@ def test_one_dimensional_change_of_variables():
     expected = torch.distributions.Normal(1.0, 2.0).log_prob(x[:, 0])
     torch.testing.assert_close(flow.log_prob(x), expected)
     s = flow.sample(100_000, generator=torch.Generator().manual_seed(0))
-    # sample mean and sd: standard errors 2/sqrt(n) = 0.0063 and ~0.0045; 6 s.e. (failure rate < 1e-8)
+    # sample mean and sd: standard errors 2/sqrt(n) = 0.0063 and ~0.0045; 6 s.e.
+    # (failure rate < 1e-8)
     assert abs(float(s.mean()) - 1) < 0.04 and abs(float(s.std()) - 2) < 0.03
 
 
 def _dependency(fn, d: int, seed: int = 0) -> torch.Tensor:
-    x = torch.randn(d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    return torch.autograd.functional.jacobian(lambda v: fn(v[None])[0][0], x).abs() > 0      # (D, D)
+    x = torch.randn(
+        d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
+    )
+    return (
+        torch.autograd.functional.jacobian(lambda v: fn(v[None])[0][0], x).abs() > 0
+    )  # (D, D)
 
 
 @pytest.mark.parametrize("cls", [MAFLayer, IAFLayer])
@@ -166,14 +242,18 @@ def test_autoregressive_structure(cls):
     layer = randomize(cls(d, 16, order=order, activation=torch.nn.Tanh))
     pos = torch.empty(d, dtype=torch.long)
     pos[order] = torch.arange(d)
-    allowed = pos[:, None] >= pos[None, :]                      # z_i may depend on x_j with j not after i
+    allowed = pos[:, None] >= pos[None, :]  # z_i may depend on x_j with j not after i
     for fn in (layer.forward, layer.inverse):
         dep = _dependency(fn, d)
         assert not (dep & ~allowed).any()
-        assert dep.diagonal().all() and (dep == allowed).all()  # and on all of them (tanh: no dead units)
+        assert (
+            dep.diagonal().all() and (dep == allowed).all()
+        )  # and on all of them (tanh: no dead units)
     # the MADE network itself: (mu, alpha)_i depends only on strictly earlier inputs
     x = torch.randn(1, d, dtype=torch.float64)
-    jac = torch.autograd.functional.jacobian(lambda v: torch.stack(layer.params(v), -1)[0], x)[:, :, 0, :]  # (D, 2, D)
+    jac = torch.autograd.functional.jacobian(
+        lambda v: torch.stack(layer.params(v), -1)[0], x
+    )[:, :, 0, :]  # (D, 2, D)
     assert not ((jac.abs().sum(1) > 0) & ~(pos[:, None] > pos[None, :])).any()
 
 
@@ -190,8 +270,14 @@ def test_maf_density_one_pass_iaf_sampling_one_pass():
     d = 7
     x = torch.randn(3, d, dtype=torch.float64)
     maf, iaf = randomize(MAFLayer(d, 8)), randomize(IAFLayer(d, 8))
-    assert _count_passes(maf, maf.forward, x) == 1 and _count_passes(maf, maf.inverse, x) == d
-    assert _count_passes(iaf, iaf.inverse, x) == 1 and _count_passes(iaf, iaf.forward, x) == d
+    assert (
+        _count_passes(maf, maf.forward, x) == 1
+        and _count_passes(maf, maf.inverse, x) == d
+    )
+    assert (
+        _count_passes(iaf, iaf.inverse, x) == 1
+        and _count_passes(iaf, iaf.forward, x) == d
+    )
 
 
 @pytest.mark.parametrize("shape", [(200, 3), (50, 3, 4, 2)])
@@ -199,13 +285,24 @@ def test_actnorm_data_dependent_init(shape):
     g = torch.Generator().manual_seed(6)
     x = 3.0 + 5.0 * torch.randn(*shape, dtype=torch.float64, generator=g)
     layer = ActNorm(3).double()
-    z, _ = layer(x)                                            # first call in training mode initialises
+    z, _ = layer(x)  # first call in training mode initialises
     per_channel = z.transpose(0, 1).reshape(3, -1)
-    torch.testing.assert_close(per_channel.mean(1), torch.zeros(3, dtype=torch.float64), atol=1e-10, rtol=0)
-    torch.testing.assert_close(per_channel.var(1, unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        per_channel.mean(1), torch.zeros(3, dtype=torch.float64), atol=1e-10, rtol=0
+    )
+    torch.testing.assert_close(
+        per_channel.var(1, unbiased=False),
+        torch.ones(3, dtype=torch.float64),
+        atol=1e-5,
+        rtol=0,
+    )
     assert bool(layer.initialized)
-    z2, _ = layer(x + 1.0)                                     # afterwards the parameters stay put
-    torch.testing.assert_close(z2 - z, torch.full_like(z, 1.0) / layer.log_scale.exp().view(1, 3, *([1] * (len(shape) - 2))))
+    z2, _ = layer(x + 1.0)  # afterwards the parameters stay put
+    torch.testing.assert_close(
+        z2 - z,
+        torch.full_like(z, 1.0)
+        / layer.log_scale.exp().view(1, 3, *([1] * (len(shape) - 2))),
+    )
 
 
 def test_lu_conv_equals_dense_matrix():
@@ -213,21 +310,30 @@ def test_lu_conv_equals_dense_matrix():
     P, L, U = conv.factors()
     W = conv.weight()
     torch.testing.assert_close(W, P @ L @ U)
-    assert torch.equal(L.triu(1), torch.zeros_like(L)) and torch.equal(U.tril(-1), torch.zeros_like(U))
+    assert torch.equal(L.triu(1), torch.zeros_like(L)) and torch.equal(
+        U.tril(-1), torch.zeros_like(U)
+    )
     torch.testing.assert_close(torch.linalg.slogdet(W)[1], conv.log_s.sum())
-    torch.testing.assert_close(conv.weight_inverse() @ W, torch.eye(5, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        conv.weight_inverse() @ W, torch.eye(5, dtype=torch.float64), atol=1e-12, rtol=0
+    )
     x = torch.randn(2, 5, 3, 4, dtype=torch.float64)
-    torch.testing.assert_close(conv(x)[0], torch.einsum("ij,bjhw->bihw", W, x))        # 1x1 conv = W at every pixel
+    torch.testing.assert_close(
+        conv(x)[0], torch.einsum("ij,bjhw->bihw", W, x)
+    )  # 1x1 conv = W at every pixel
     v = torch.randn(6, 5, dtype=torch.float64)
     torch.testing.assert_close(conv(v)[0], v @ W.T)
-    torch.testing.assert_close(conv(x)[1], torch.full((2,), 12 * float(conv.log_s.sum().detach()), dtype=torch.float64))
+    torch.testing.assert_close(
+        conv(x)[1],
+        torch.full((2,), 12 * float(conv.log_s.sum().detach()), dtype=torch.float64),
+    )
 
 
 def test_squeeze_moves_2x2_blocks_to_channels():
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     z, _ = Squeeze(1)(x)
     assert z.shape == (1, 4, 2, 2)
-    assert z[0, :, 0, 0].tolist() == [0.0, 1.0, 4.0, 5.0]      # the top-left 2x2 block
+    assert z[0, :, 0, 0].tolist() == [0.0, 1.0, 4.0, 5.0]  # the top-left 2x2 block
 
 
 def test_bad_input_rejected():
@@ -280,9 +386,10 @@ def test_dequantized_baselines():
 
 
 def test_vi_exact_when_q_contains_target():
-    # target exp(-|z|^2 / 2): log Z = log 2 pi, and q = N(0, I) (an identity ElementwiseAffine) is exact,
-    # so the ELBO equals log Z for every sample (zero variance)
-    energy = lambda z: 0.5 * (z ** 2).sum(1)                                    # noqa: E731
+    # target exp(-|z|^2 / 2): log Z = log 2 pi, and q = N(0, I) (an identity
+    # ElementwiseAffine) is exact, so the ELBO equals log Z for every sample
+    # (zero variance)
+    energy = lambda z: 0.5 * (z**2).sum(1)  # noqa: E731
     assert abs(log_normaliser_2d(energy) - math.log(2 * math.pi)) < 1e-8
     q = Flow([ElementwiseAffine(2)], 2).double()
     assert abs(float(elbo(q, energy, 100).detach()) - math.log(2 * math.pi)) < 1e-12
@@ -292,23 +399,41 @@ def test_vi_exact_when_q_contains_target():
     flow = RealNVP(2, 4, 16).double()
     g = torch.Generator().manual_seed(1)
     before = float(elbo(flow, u2, 20_000, generator=g).detach())
-    hist = fit_reverse_kl(flow, u2, steps=150, n_samples=128, lr=5e-3, generator=g, quiet=True)
+    hist = fit_reverse_kl(
+        flow, u2, steps=150, n_samples=128, lr=5e-3, generator=g, quiet=True
+    )
     after = float(elbo(flow, u2, 20_000, generator=g).detach())
     log_z = log_normaliser_2d(u2)
-    # the ELBO estimates have sd < 0.01 (measured spread of log p~ - log q below 1.5 nats);
-    # 0.05 is > 5 sd (failure < 1e-6)
+    # the ELBO estimates have sd < 0.01 (measured spread of log p~ - log q below 1.5
+    # nats); 0.05 is > 5 sd (failure < 1e-6)
     assert after < log_z + 0.05, (after, log_z)
     assert after > before + 0.5 and len(hist["elbo"]) == 150, (before, after)
 
 
 def test_fit_flow_learns_and_early_stops():
     g = torch.Generator().manual_seed(9)
-    x = torch.randn(600, 2, dtype=torch.float64, generator=g) @ torch.tensor([[1.0, 0.9], [0.0, 0.3]], dtype=torch.float64) + 2
+    x = (
+        torch.randn(600, 2, dtype=torch.float64, generator=g)
+        @ torch.tensor([[1.0, 0.9], [0.0, 0.3]], dtype=torch.float64)
+        + 2
+    )
     torch.manual_seed(0)
     flow = RealNVP(2, 4, 16, actnorm=True).double()
     before = mean_log_prob(flow, x[400:])
-    hist = fit_flow(flow, x[:400], epochs=15, batch_size=100, lr=5e-3, valid=x[400:], patience=3, generator=g, quiet=True)
+    hist = fit_flow(
+        flow,
+        x[:400],
+        epochs=15,
+        batch_size=100,
+        lr=5e-3,
+        valid=x[400:],
+        patience=3,
+        generator=g,
+        quiet=True,
+    )
     after = mean_log_prob(flow, x[400:])
     assert after > before + 1.0
     best = hist.values["best_epoch"][0]
-    assert after == pytest.approx(-hist.values["valid_nll"][best])       # the best state was restored
+    assert after == pytest.approx(
+        -hist.values["valid_nll"][best]
+    )  # the best state was restored

@@ -1,9 +1,10 @@
 """Tests for dgmlib.latent: mixtures, PPCA, factor analysis, EM and the ELBO.
 
-References are independent of the code under test: scipy.stats densities, hand-written Bayes'
-rule, Gaussian conditioning from the joint covariance, torch.distributions' KL, scikit-learn's
-GaussianMixture / PCA / FactorAnalysis. Everything runs in float64 with fixed seeds; sampling
-checks allow 5 standard errors (two-sided failure rate about 6e-7 per statistic).
+References are independent of the code under test: scipy.stats densities, hand-written
+Bayes' rule, Gaussian conditioning from the joint covariance, torch.distributions' KL,
+scikit-learn's GaussianMixture / PCA / FactorAnalysis. Everything runs in float64 with
+fixed seeds; sampling checks allow 5 standard errors (two-sided failure rate about 6e-7
+per statistic).
 """
 
 import itertools
@@ -18,8 +19,16 @@ from sklearn.decomposition import FactorAnalysis as SkFactorAnalysis
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from dgmlib.latent import (
-    PPCA, BernoulliMixture, FactorAnalysis, GaussianMixture, elbo, em_step, fit_em, kl_gaussians,
-    kl_to_posterior, ppca_closed_form,
+    PPCA,
+    BernoulliMixture,
+    FactorAnalysis,
+    GaussianMixture,
+    elbo,
+    em_step,
+    fit_em,
+    kl_gaussians,
+    kl_to_posterior,
+    ppca_closed_form,
 )
 
 DT = torch.float64
@@ -32,7 +41,14 @@ def gen(seed: int) -> torch.Generator:
 def toy_gmm(covariance: str = "full", reg_covar: float = 1e-6) -> GaussianMixture:
     pi = torch.tensor([0.5, 0.3, 0.2], dtype=DT)
     mu = torch.tensor([[0.0, 0.0], [3.0, 1.0], [-2.0, 3.0]], dtype=DT)  # (K, D)
-    cov = torch.tensor([[[1.0, 0.5], [0.5, 1.5]], [[0.6, -0.2], [-0.2, 0.4]], [[2.0, 0.0], [0.0, 0.3]]], dtype=DT)
+    cov = torch.tensor(
+        [
+            [[1.0, 0.5], [0.5, 1.5]],
+            [[0.6, -0.2], [-0.2, 0.4]],
+            [[2.0, 0.0], [0.0, 0.3]],
+        ],
+        dtype=DT,
+    )
     return GaussianMixture(pi, mu, cov, covariance=covariance, reg_covar=reg_covar)
 
 
@@ -42,51 +58,83 @@ def toy_bernoulli(alpha: float = 1e-2) -> BernoulliMixture:
     return BernoulliMixture(pi, mu, alpha=alpha)
 
 
-def correlated_gaussian(n: int = 1000, D: int = 6, q: int = 2, seed: int = 0, fa: bool = False) -> torch.Tensor:
+def correlated_gaussian(
+    n: int = 1000, D: int = 6, q: int = 2, seed: int = 0, fa: bool = False
+) -> torch.Tensor:
     """Data from a linear-Gaussian model with a clear eigen-gap: (n, D)."""
     rng = np.random.default_rng(seed)
     W = rng.normal(size=(D, q)) * 2.0
     noise = rng.uniform(0.2, 1.0, size=D) if fa else np.full(D, 0.3)
-    x = rng.normal(size=(n, q)) @ W.T + rng.normal(size=(n, D)) * np.sqrt(noise) + rng.normal(size=D)
+    x = (
+        rng.normal(size=(n, q)) @ W.T
+        + rng.normal(size=(n, D)) * np.sqrt(noise)
+        + rng.normal(size=D)
+    )
     return torch.tensor(x, dtype=DT)
 
 
 def scipy_gmm_log_prob(model: GaussianMixture, x: torch.Tensor) -> np.ndarray:
-    comps = np.stack([
-        stats.multivariate_normal(model.mu[k].numpy(), model.cov[k].numpy()).logpdf(x.numpy())
-        for k in range(model.K)
-    ], axis=1)  # (B, K)
+    comps = np.stack(
+        [
+            stats.multivariate_normal(model.mu[k].numpy(), model.cov[k].numpy()).logpdf(
+                x.numpy()
+            )
+            for k in range(model.K)
+        ],
+        axis=1,
+    )  # (B, K)
     return logsumexp(comps + model.log_pi.numpy(), axis=1)
 
 
-# --------------------------------------------------------------------------- mixtures: exact quantities
+# --------------------------------------------------------------------------- mixtures:
+# exact quantities
+
 
 @pytest.mark.parametrize("covariance", ["full", "diag"])
 def test_gmm_log_prob_matches_scipy(covariance):
     model = toy_gmm(covariance)
     x = torch.randn(50, 2, generator=gen(1), dtype=DT) * 3
-    np.testing.assert_allclose(model.log_prob(x).numpy(), scipy_gmm_log_prob(model, x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        model.log_prob(x).numpy(), scipy_gmm_log_prob(model, x), rtol=1e-12, atol=1e-12
+    )
     if covariance == "diag":  # off-diagonals dropped
-        assert torch.count_nonzero(model.cov - torch.diag_embed(torch.diagonal(model.cov, dim1=1, dim2=2))) == 0
+        assert (
+            torch.count_nonzero(
+                model.cov - torch.diag_embed(torch.diagonal(model.cov, dim1=1, dim2=2))
+            )
+            == 0
+        )
 
 
 def test_gmm_posterior_is_bayes_rule():
     model = toy_gmm()
     x = torch.randn(40, 2, generator=gen(2), dtype=DT) * 3
     r = model.posterior(x)
-    pdf = np.stack([
-        stats.multivariate_normal(model.mu[k].numpy(), model.cov[k].numpy()).pdf(x.numpy()) for k in range(3)
-    ], axis=1)
+    pdf = np.stack(
+        [
+            stats.multivariate_normal(model.mu[k].numpy(), model.cov[k].numpy()).pdf(
+                x.numpy()
+            )
+            for k in range(3)
+        ],
+        axis=1,
+    )
     joint = pdf * model.pi.numpy()  # p(x, z=k)
     np.testing.assert_allclose(r.sum(1).numpy(), 1.0, atol=1e-14)
-    np.testing.assert_allclose(r.numpy(), joint / joint.sum(1, keepdims=True), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(
+        r.numpy(), joint / joint.sum(1, keepdims=True), rtol=1e-10, atol=1e-14
+    )
     np.testing.assert_allclose(model.log_joint(x).numpy(), np.log(joint), rtol=1e-12)
 
 
 def _assert_within_se(samples: np.ndarray, expected: np.ndarray, n_se: float = 5.0):
     """Sample mean of each column within n_se standard errors of ``expected``."""
     se = samples.std(0, ddof=1) / np.sqrt(len(samples))
-    assert np.all(np.abs(samples.mean(0) - expected) < n_se * se), (samples.mean(0), expected, se)
+    assert np.all(np.abs(samples.mean(0) - expected) < n_se * se), (
+        samples.mean(0),
+        expected,
+        se,
+    )
 
 
 def test_gmm_sample_moments():
@@ -97,10 +145,14 @@ def test_gmm_sample_moments():
     # component frequencies: one-hot means with binomial standard errors
     _assert_within_se(np.eye(3)[z.numpy()], pi)
     mean = pi @ mu  # E[x] = sum_k pi_k mu_k
-    second = np.einsum("k,kij->ij", pi, cov + np.einsum("ki,kj->kij", mu, mu))  # E[x x^T]
+    second = np.einsum(
+        "k,kij->ij", pi, cov + np.einsum("ki,kj->kij", mu, mu)
+    )  # E[x x^T]
     xs = x.numpy()
     _assert_within_se(xs, mean)
-    _assert_within_se(np.einsum("bi,bj->bij", xs, xs).reshape(len(xs), -1), second.ravel())
+    _assert_within_se(
+        np.einsum("bi,bj->bij", xs, xs).reshape(len(xs), -1), second.ravel()
+    )
     # and each component's conditional mean
     for k in range(3):
         _assert_within_se(xs[z.numpy() == k], mu[k])
@@ -108,14 +160,24 @@ def test_gmm_sample_moments():
 
 def test_bernoulli_log_prob_matches_scipy_and_normalises():
     model = toy_bernoulli()
-    x = torch.tensor(list(itertools.product([0.0, 1.0], repeat=4)), dtype=DT)  # all 16 states
-    comps = np.stack([stats.bernoulli(model.mu[k].numpy()).logpmf(x.numpy()).sum(1) for k in range(2)], axis=1)
+    x = torch.tensor(
+        list(itertools.product([0.0, 1.0], repeat=4)), dtype=DT
+    )  # all 16 states
+    comps = np.stack(
+        [
+            stats.bernoulli(model.mu[k].numpy()).logpmf(x.numpy()).sum(1)
+            for k in range(2)
+        ],
+        axis=1,
+    )
     ref = logsumexp(comps + model.log_pi.numpy(), axis=1)
     log_p = model.log_prob(x)
     np.testing.assert_allclose(log_p.numpy(), ref, rtol=1e-12)
     assert abs(torch.logsumexp(log_p, 0).item()) < 1e-12  # sums to 1 over {0,1}^4
     joint = np.exp(comps + model.log_pi.numpy())
-    np.testing.assert_allclose(model.posterior(x).numpy(), joint / joint.sum(1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(
+        model.posterior(x).numpy(), joint / joint.sum(1, keepdims=True), rtol=1e-12
+    )
     # int and bool inputs are accepted and mean the same thing
     torch.testing.assert_close(model.log_prob(x.to(torch.int64)), log_p)
     torch.testing.assert_close(model.log_prob(x.bool()), log_p)
@@ -132,6 +194,7 @@ def test_bernoulli_sample_moments():
 
 # --------------------------------------------------------------------------- EM
 
+
 def _gmm_data():
     return toy_gmm().sample(600, generator=gen(10))[0]
 
@@ -142,15 +205,33 @@ def _binary_data():
 
 CASES = {
     # name: (make model from data, data)
-    "gmm-full-textbook": (lambda x: GaussianMixture.from_data(x, 3, reg_covar=0.0, generator=gen(20)), _gmm_data),
-    "gmm-full-default": (lambda x: GaussianMixture.from_data(x, 3, generator=gen(21)), _gmm_data),
-    "gmm-diag": (lambda x: GaussianMixture.from_data(x, 3, covariance="diag", reg_covar=0.0, generator=gen(22)),
-                 _gmm_data),
-    "bernoulli-textbook": (lambda x: BernoulliMixture.from_data(x, 3, alpha=0.0, generator=gen(23)), _binary_data),
-    "bernoulli-random-data": (lambda x: BernoulliMixture.from_data(x, 4, alpha=0.0, generator=gen(25)),
-                              lambda: (torch.rand(300, 12, generator=gen(12), dtype=DT) < 0.4).to(DT)),
+    "gmm-full-textbook": (
+        lambda x: GaussianMixture.from_data(x, 3, reg_covar=0.0, generator=gen(20)),
+        _gmm_data,
+    ),
+    "gmm-full-default": (
+        lambda x: GaussianMixture.from_data(x, 3, generator=gen(21)),
+        _gmm_data,
+    ),
+    "gmm-diag": (
+        lambda x: GaussianMixture.from_data(
+            x, 3, covariance="diag", reg_covar=0.0, generator=gen(22)
+        ),
+        _gmm_data,
+    ),
+    "bernoulli-textbook": (
+        lambda x: BernoulliMixture.from_data(x, 3, alpha=0.0, generator=gen(23)),
+        _binary_data,
+    ),
+    "bernoulli-random-data": (
+        lambda x: BernoulliMixture.from_data(x, 4, alpha=0.0, generator=gen(25)),
+        lambda: (torch.rand(300, 12, generator=gen(12), dtype=DT) < 0.4).to(DT),
+    ),
     "ppca": (lambda x: PPCA.from_data(x, 2, generator=gen(26)), correlated_gaussian),
-    "fa": (lambda x: FactorAnalysis.from_data(x, 2, generator=gen(27)), lambda: correlated_gaussian(fa=True)),
+    "fa": (
+        lambda x: FactorAnalysis.from_data(x, 2, generator=gen(27)),
+        lambda: correlated_gaussian(fa=True),
+    ),
 }
 
 
@@ -159,7 +240,9 @@ def test_em_never_decreases_log_likelihood(name):
     make, data = CASES[name]
     x = data()
     model = make(x)
-    history = fit_em(model, x, n_iter=150, tol=-np.inf, quiet=True)  # tol=-inf: run all 150 iterations
+    history = fit_em(
+        model, x, n_iter=150, tol=-np.inf, quiet=True
+    )  # tol=-inf: run all 150 iterations
     ll = np.array(history["log_likelihood"])
     assert len(ll) == 150 and np.all(np.isfinite(ll))
     assert np.all(np.diff(ll) >= -1e-10 * np.abs(ll[1:])), np.diff(ll).min()
@@ -170,7 +253,9 @@ def test_em_never_decreases_log_likelihood(name):
 
 def test_smoothed_bernoulli_em_is_map_em():
     """With alpha > 0 the M-step is a MAP step under a Beta prior: EM never decreases
-    sum_n log p(x_n) + log_prior (the likelihood alone may dip by ~1e-9 near convergence)."""
+    sum_n log p(x_n) + log_prior (the likelihood alone may dip by ~1e-9 near
+    convergence).
+    """
     x = _binary_data()
     model = BernoulliMixture.from_data(x, 3, alpha=0.5, generator=gen(24))
     objective = []
@@ -178,11 +263,15 @@ def test_smoothed_bernoulli_em_is_map_em():
         objective.append(model.log_prob(x).sum().item() + model.log_prior().item())
         em_step(model, x)
     objective = np.array(objective)
-    assert np.all(np.diff(objective) >= -1e-10 * np.abs(objective[1:])), np.diff(objective).min()
+    assert np.all(np.diff(objective) >= -1e-10 * np.abs(objective[1:])), np.diff(
+        objective
+    ).min()
     assert model.mu.min() > 0 and model.mu.max() < 1
 
 
-@pytest.mark.parametrize("name", ["gmm-full-default", "bernoulli-textbook", "ppca", "fa"])
+@pytest.mark.parametrize(
+    "name", ["gmm-full-default", "bernoulli-textbook", "ppca", "fa"]
+)
 def test_em_step_returns_log_likelihood_before_update(name):
     make, data = CASES[name]
     x = data()
@@ -194,7 +283,13 @@ def test_em_step_returns_log_likelihood_before_update(name):
 
 def test_fit_em_stops_at_tol():
     x = _gmm_data()
-    history = fit_em(GaussianMixture.from_data(x, 3, generator=gen(30)), x, n_iter=500, tol=1e-3, quiet=True)
+    history = fit_em(
+        GaussianMixture.from_data(x, 3, generator=gen(30)),
+        x,
+        n_iter=500,
+        tol=1e-3,
+        quiet=True,
+    )
     ll = history["log_likelihood"]
     assert len(ll) < 500 and ll[-1] - ll[-2] < 1e-3
     assert all(b - a >= 1e-3 for a, b in zip(ll[:-2], ll[1:-1]))
@@ -202,40 +297,64 @@ def test_fit_em_stops_at_tol():
 
 @pytest.mark.parametrize("covariance", ["full", "diag"])
 def test_gmm_em_matches_sklearn_from_same_start(covariance):
-    """Same start, same reg_covar, same number of iterations: the same algorithm, so tight agreement."""
+    """Same start, same reg_covar, same number of iterations: the same algorithm, so
+    tight agreement.
+    """
     x = _gmm_data()
     model = GaussianMixture.from_data(x, 3, covariance=covariance, generator=gen(31))
     precisions = np.linalg.inv(model.cov.numpy())  # (K, D, D)
     sk = SkGaussianMixture(
-        n_components=3, covariance_type=covariance, reg_covar=model.reg_covar, max_iter=30, tol=0.0,
-        weights_init=model.pi.numpy(), means_init=model.mu.numpy(),
-        precisions_init=precisions if covariance == "full" else np.diagonal(precisions, axis1=1, axis2=2),
+        n_components=3,
+        covariance_type=covariance,
+        reg_covar=model.reg_covar,
+        max_iter=30,
+        tol=0.0,
+        weights_init=model.pi.numpy(),
+        means_init=model.mu.numpy(),
+        precisions_init=precisions
+        if covariance == "full"
+        else np.diagonal(precisions, axis1=1, axis2=2),
     )
     with pytest.warns(Warning):  # ConvergenceWarning: tol=0 is never reached
         sk.fit(x.numpy())
     fit_em(model, x, n_iter=30, tol=-np.inf, quiet=True)
     assert abs(model.log_prob(x).mean().item() - sk.score(x.numpy())) < 1e-8
     np.testing.assert_allclose(model.mu.numpy(), sk.means_, atol=1e-6)
-    sk_cov = sk.covariances_ if covariance == "full" else np.stack([np.diag(v) for v in sk.covariances_])
+    sk_cov = (
+        sk.covariances_
+        if covariance == "full"
+        else np.stack([np.diag(v) for v in sk.covariances_])
+    )
     np.testing.assert_allclose(model.cov.numpy(), sk_cov, atol=1e-6)
 
 
-# --------------------------------------------------------------------------- ELBO identity
+# --------------------------------------------------------------------------- ELBO
+# identity
+
 
 @pytest.mark.parametrize("which", ["gmm", "bernoulli"])
 def test_elbo_identity_mixtures(which):
     if which == "gmm":
         model, x = toy_gmm(), torch.randn(30, 2, generator=gen(40), dtype=DT) * 2
     else:
-        model, x = toy_bernoulli(), (torch.rand(30, 4, generator=gen(40), dtype=DT) < 0.5).to(DT)
+        model, x = (
+            toy_bernoulli(),
+            (torch.rand(30, 4, generator=gen(40), dtype=DT) < 0.5).to(DT),
+        )
     log_p = model.log_prob(x)
-    q = torch.softmax(3 * torch.randn(30, model.K, generator=gen(41), dtype=DT), 1)  # arbitrary q(z)
+    q = torch.softmax(
+        3 * torch.randn(30, model.K, generator=gen(41), dtype=DT), 1
+    )  # arbitrary q(z)
     q[0] = torch.nn.functional.one_hot(torch.tensor(0), model.K)  # a q with zeros
     L, kl = elbo(model, x, q), kl_to_posterior(model, x, q)
-    torch.testing.assert_close(L + kl, log_p, rtol=0, atol=1e-10)  # log p(x) = L(q) + KL(q || p(z|x))
+    torch.testing.assert_close(
+        L + kl, log_p, rtol=0, atol=1e-10
+    )  # log p(x) = L(q) + KL(q || p(z|x))
     assert (kl > 1e-6).all() and (L < log_p).all()
     r = model.posterior(x)  # at q = p(z|x): KL = 0, the bound is tight
-    torch.testing.assert_close(kl_to_posterior(model, x, r), torch.zeros_like(log_p), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        kl_to_posterior(model, x, r), torch.zeros_like(log_p), rtol=0, atol=1e-12
+    )
     torch.testing.assert_close(elbo(model, x, r), log_p, rtol=0, atol=1e-10)
 
 
@@ -246,7 +365,12 @@ def test_elbo_identity_linear(cls):
     log_p = model.log_prob(x)
     mean, cov = model.posterior(x)
     torch.testing.assert_close(elbo(model, x, (mean, cov)), log_p, rtol=0, atol=1e-10)
-    torch.testing.assert_close(kl_to_posterior(model, x, (mean, cov)), torch.zeros_like(log_p), rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        kl_to_posterior(model, x, (mean, cov)),
+        torch.zeros_like(log_p),
+        rtol=0,
+        atol=1e-10,
+    )
     # a wrong q: shifted means and a different (per-example) covariance
     A = torch.randn(20, 2, 2, generator=gen(43), dtype=DT)
     q_cov = A @ A.transpose(1, 2) + 0.1 * torch.eye(2, dtype=DT)  # (B, q, q)
@@ -258,15 +382,28 @@ def test_elbo_identity_linear(cls):
 
 def test_kl_gaussians_matches_torch_distributions():
     g = gen(45)
-    A, B = torch.randn(7, 3, 3, generator=g, dtype=DT), torch.randn(7, 3, 3, generator=g, dtype=DT)
-    S0, S1 = A @ A.mT + 0.1 * torch.eye(3, dtype=DT), B @ B.mT + 0.1 * torch.eye(3, dtype=DT)
-    m0, m1 = torch.randn(7, 3, generator=g, dtype=DT), torch.randn(7, 3, generator=g, dtype=DT)
+    A, B = (
+        torch.randn(7, 3, 3, generator=g, dtype=DT),
+        torch.randn(7, 3, 3, generator=g, dtype=DT),
+    )
+    S0, S1 = (
+        A @ A.mT + 0.1 * torch.eye(3, dtype=DT),
+        B @ B.mT + 0.1 * torch.eye(3, dtype=DT),
+    )
+    m0, m1 = (
+        torch.randn(7, 3, generator=g, dtype=DT),
+        torch.randn(7, 3, generator=g, dtype=DT),
+    )
     MVN = torch.distributions.MultivariateNormal
     ref = torch.distributions.kl_divergence(MVN(m0, S0), MVN(m1, S1))
-    torch.testing.assert_close(kl_gaussians(m0, S0, m1, S1), ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        kl_gaussians(m0, S0, m1, S1), ref, rtol=1e-10, atol=1e-12
+    )
 
 
-# --------------------------------------------------------------------------- PPCA and FA
+# --------------------------------------------------------------------------- PPCA and
+# FA
+
 
 @pytest.mark.parametrize("cls", [PPCA, FactorAnalysis])
 def test_linear_log_prob_matches_scipy(cls):
@@ -280,32 +417,46 @@ def test_linear_log_prob_matches_scipy(cls):
 
 @pytest.mark.parametrize("cls", [PPCA, FactorAnalysis])
 def test_linear_posterior_is_gaussian_conditioning(cls):
-    """p(z|x) from the joint N((0, mu), [[I, W^T], [W, C]]): mean W^T C^-1 (x - mu), cov I - W^T C^-1 W."""
+    """p(z|x) from the joint N((0, mu), [[I, W^T], [W, C]]): mean W^T C^-1 (x - mu), cov
+    I - W^T C^-1 W.
+    """
     x = correlated_gaussian(n=10, fa=True)
     model = cls.from_data(x, 2, generator=gen(51))
     W, C = model.W.numpy(), model.marginal_cov().numpy()
     mean, cov = model.posterior(x)
-    np.testing.assert_allclose(mean.numpy(), (x - model.mu).numpy() @ np.linalg.solve(C, W), rtol=1e-10)
-    np.testing.assert_allclose(cov.numpy(), np.eye(2) - W.T @ np.linalg.solve(C, W), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(
+        mean.numpy(), (x - model.mu).numpy() @ np.linalg.solve(C, W), rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        cov.numpy(), np.eye(2) - W.T @ np.linalg.solve(C, W), rtol=1e-10, atol=1e-14
+    )
 
 
 def test_ppca_closed_form_matches_sklearn_pca():
-    """sklearn's PCA.score is the PPCA log-likelihood, but built from the 1/(N-1) covariance.
+    """sklearn's PCA.score is the PPCA log-likelihood, but built from the 1/(N-1)
+    covariance.
 
-    So sklearn's C equals N/(N-1) times the maximum-likelihood C, and its score is below ours by
-    exactly D/2 (log c + 1/c - 1), c = N/(N-1), because tr(C_ml^-1 S) = D at the optimum.
+    So sklearn's C equals N/(N-1) times the maximum-likelihood C, and its score is below
+    ours by exactly D/2 (log c + 1/c - 1), c = N/(N-1), because tr(C_ml^-1 S) = D at the
+    optimum.
     """
     x = correlated_gaussian(n=300)
     N, D = x.shape
     model = ppca_closed_form(x, 2)
     sk = PCA(n_components=2, svd_solver="full").fit(x.numpy())
     c = N / (N - 1)
-    np.testing.assert_allclose(model.marginal_cov().numpy() * c, sk.get_covariance(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        model.marginal_cov().numpy() * c, sk.get_covariance(), rtol=1e-10, atol=1e-12
+    )
     ll = model.log_prob(x).mean().item()
-    assert ll - D / 2 * (np.log(c) + 1 / c - 1) == pytest.approx(sk.score(x.numpy()), abs=1e-10)
+    assert ll - D / 2 * (np.log(c) + 1 / c - 1) == pytest.approx(
+        sk.score(x.numpy()), abs=1e-10
+    )
     assert abs(ll - sk.score(x.numpy())) < 1e-4
     # it is a fixed point of EM, and no PPCA with q=2 does better on x
-    assert em_step(model, x) == pytest.approx(model.log_prob(x).mean().item(), abs=1e-12)
+    assert em_step(model, x) == pytest.approx(
+        model.log_prob(x).mean().item(), abs=1e-12
+    )
     assert model.log_prob(x).mean().item() == pytest.approx(ll, abs=1e-10)
 
 
@@ -317,8 +468,12 @@ def test_ppca_em_converges_to_closed_form():
     final = model.log_prob(x).mean().item()
     assert final <= best + 1e-10 and best - final < 1e-4, (best, final, len(history))
     # W is identified up to a rotation: compare W W^T
-    torch.testing.assert_close(model.W @ model.W.T, ppca_closed_form(x, 2).W @ ppca_closed_form(x, 2).W.T,
-                               rtol=0, atol=1e-3)
+    torch.testing.assert_close(
+        model.W @ model.W.T,
+        ppca_closed_form(x, 2).W @ ppca_closed_form(x, 2).W.T,
+        rtol=0,
+        atol=1e-3,
+    )
 
 
 def test_ppca_sample_covariance():
@@ -332,26 +487,41 @@ def test_ppca_sample_covariance():
 
 
 def test_fa_em_reaches_sklearn_likelihood():
-    """FA has local optima; on well-conditioned data from an FA model, EM from a random start
-    should reach sklearn's (SVD-based) optimum to within 1e-3 nats per example."""
+    """FA has local optima; on well-conditioned data from an FA model, EM from a random
+    start should reach sklearn's (SVD-based) optimum to within 1e-3 nats per example.
+    """
     x = correlated_gaussian(n=2000, fa=True)
-    sk = SkFactorAnalysis(n_components=2, tol=1e-8, max_iter=5000, svd_method="lapack").fit(x.numpy())
+    sk = SkFactorAnalysis(
+        n_components=2, tol=1e-8, max_iter=5000, svd_method="lapack"
+    ).fit(x.numpy())
     model = FactorAnalysis.from_data(x, 2, generator=gen(54))
     fit_em(model, x, n_iter=1000, tol=1e-10, quiet=True)
     ours = model.log_prob(x).mean().item()
     assert ours >= sk.score(x.numpy()) - 1e-3, (ours, sk.score(x.numpy()))
-    # same optimum; sklearn stops at its own tol, so the noise variances agree to ~1e-3 relative
+    # same optimum; sklearn stops at its own tol, so the noise variances agree to ~1e-3
+    # relative
     np.testing.assert_allclose(model.psi.numpy(), sk.noise_variance_, rtol=5e-3)
 
 
-# --------------------------------------------------------------------------- errors, randomness, dtype
+# --------------------------------------------------------------------------- errors,
+# randomness, dtype
 
-@pytest.mark.parametrize("model", [toy_gmm(), toy_bernoulli(), ppca_closed_form(correlated_gaussian(), 2),
-                                   FactorAnalysis.from_data(correlated_gaussian(), 2, generator=gen(60))],
-                         ids=["gmm", "bernoulli", "ppca", "fa"])
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        toy_gmm(),
+        toy_bernoulli(),
+        ppca_closed_form(correlated_gaussian(), 2),
+        FactorAnalysis.from_data(correlated_gaussian(), 2, generator=gen(60)),
+    ],
+    ids=["gmm", "bernoulli", "ppca", "fa"],
+)
 def test_wrong_shape_raises_helpful_error(model):
     D = model.D
-    with pytest.raises(ValueError, match=rf"shape \(B, D\) with D={D}; got shape \({D},\)"):
+    with pytest.raises(
+        ValueError, match=rf"shape \(B, D\) with D={D}; got shape \({D},\)"
+    ):
         model.log_prob(torch.zeros(D, dtype=DT))
     with pytest.raises(ValueError, match=rf"D={D}; got shape \(3, {D + 1}\)"):
         model.log_prob(torch.zeros(3, D + 1, dtype=DT))
@@ -361,7 +531,10 @@ def test_wrong_shape_raises_helpful_error(model):
 
 def test_bernoulli_rejects_non_binary():
     x = torch.tensor([[0.0, 1.0, 0.5, 1.0]], dtype=DT)
-    msg = r"BernoulliMixture expects binary x in \{0,1\}; got values in \[0, 1\]\. Binarize first"
+    msg = (
+        r"BernoulliMixture expects binary x in \{0,1\}; got values in \[0, 1\]\. "
+        "Binarize first"
+    )
     with pytest.raises(ValueError, match=msg):
         toy_bernoulli().log_prob(x)
     with pytest.raises(ValueError, match="expects binary"):
@@ -375,8 +548,11 @@ def test_bad_q_and_bad_parameters_raise():
     with pytest.raises(ValueError, match="sum to 1"):
         kl_to_posterior(model, x, torch.full((5, 3), 0.5, dtype=DT))
     with pytest.raises(ValueError, match="pi must be positive and sum to 1"):
-        GaussianMixture(torch.tensor([0.5, 0.6], dtype=DT), torch.zeros(2, 2, dtype=DT),
-                        torch.eye(2, dtype=DT).repeat(2, 1, 1))
+        GaussianMixture(
+            torch.tensor([0.5, 0.6], dtype=DT),
+            torch.zeros(2, 2, dtype=DT),
+            torch.eye(2, dtype=DT).repeat(2, 1, 1),
+        )
     with pytest.raises(TypeError, match="em_step knows"):
         em_step(torch.nn.Linear(2, 2), x)
 
@@ -384,8 +560,12 @@ def test_bad_q_and_bad_parameters_raise():
 def test_randomness_only_through_generator():
     x = _gmm_data()
     state = torch.random.get_rng_state()
-    a = GaussianMixture.from_data(x, 3, generator=gen(70)).sample(5, generator=gen(71))[0]
-    b = GaussianMixture.from_data(x, 3, generator=gen(70)).sample(5, generator=gen(71))[0]
+    a = GaussianMixture.from_data(x, 3, generator=gen(70)).sample(5, generator=gen(71))[
+        0
+    ]
+    b = GaussianMixture.from_data(x, 3, generator=gen(70)).sample(5, generator=gen(71))[
+        0
+    ]
     c = PPCA.from_data(x, 1, generator=gen(70)).sample(5, generator=gen(71))[0]
     d = PPCA.from_data(x, 1, generator=gen(70)).sample(5, generator=gen(71))[0]
     assert torch.equal(a, b) and torch.equal(c, d)
@@ -394,8 +574,11 @@ def test_randomness_only_through_generator():
 
 def test_float32_follows_parameters():
     x = _gmm_data().float()
-    for model in [GaussianMixture.from_data(x, 3, generator=gen(80)), PPCA.from_data(x, 1, generator=gen(80)),
-                  toy_bernoulli().float()]:
+    for model in [
+        GaussianMixture.from_data(x, 3, generator=gen(80)),
+        PPCA.from_data(x, 1, generator=gen(80)),
+        toy_bernoulli().float(),
+    ]:
         xx = x if model.D == 2 else (torch.rand(10, 4, generator=gen(81)) < 0.5).float()
         assert model.log_prob(xx).dtype == torch.float32
         assert model.sample(3, generator=gen(82))[0].dtype == torch.float32

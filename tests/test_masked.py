@@ -8,8 +8,12 @@ from dgmlib.masked import MaskedMLP, made_degrees, made_masks
 
 
 def dependency(net: MaskedMLP, d: int) -> torch.Tensor:
-    """(D, P, D) boolean: output (i, p) has a non-zero derivative with respect to input j."""
-    x = torch.randn(3, d, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    """(D, P, D) boolean: output (i, p) has a non-zero derivative with respect to input
+    j.
+    """
+    x = torch.randn(
+        3, d, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
     jac = torch.autograd.functional.jacobian(lambda v: net(v).sum(0), x)  # (D, P, B, D)
     return jac.abs().sum(2) > 0
 
@@ -22,11 +26,18 @@ def test_outputs_depend_only_on_earlier_inputs(n_params, seeded):
     order = torch.randperm(d, generator=g)
     torch.manual_seed(0)
     # tanh, not ReLU: a dead ReLU would hide an allowed edge from the Jacobian
-    net = MaskedMLP(d, [20, 20], n_params, order=order, activation=nn.Tanh, generator=g if seeded else None).double()
+    net = MaskedMLP(
+        d,
+        [20, 20],
+        n_params,
+        order=order,
+        activation=nn.Tanh,
+        generator=g if seeded else None,
+    ).double()
     dep = dependency(net, d)
     pos = torch.empty(d, dtype=torch.long)
     pos[order] = torch.arange(d)
-    allowed = pos[None, :] < pos[:, None]                     # input j before output i
+    allowed = pos[None, :] < pos[:, None]  # input j before output i
     assert not (dep & ~allowed[:, None, :]).any()
     # with 20 hidden units per layer and evenly spread degrees every allowed edge exists
     if not seeded:
@@ -40,8 +51,10 @@ def test_reset_masks_changes_order_and_keeps_property():
     new = torch.tensor([4, 2, 0, 1, 3])
     net.reset_masks(order=new)
     dep = dependency(net, d)[:, 0, :]
-    assert not dep[4].any()                                   # the first generated sees nothing
-    assert dep[3].all() == False and dep[3, [4, 2, 0, 1]].all()  # the last sees all the others  # noqa: E712
+    assert not dep[4].any()  # the first generated sees nothing
+    assert (
+        not dep[3].all() and dep[3, [4, 2, 0, 1]].all()
+    )  # the last sees all the others  # noqa: E712
 
 
 def test_context_and_bad_input():

@@ -1,4 +1,6 @@
-"""BernoulliRBM, Gibbs sampling, exact log Z and AIS against exact enumeration (float64)."""
+"""BernoulliRBM, Gibbs sampling, exact log Z and AIS against exact enumeration
+(float64).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +14,13 @@ from scipy import stats
 from dgmlib.data import bars_and_stripes
 from dgmlib.energy import BernoulliRBM, cd_update, fit_rbm
 from dgmlib.exact import all_states, log_partition, log_sum_exp_states
-from dgmlib.mcmc import ais, base_rate_biases, gibbs_chain, gibbs_step, sm_betas
+from dgmlib.mcmc import ais, base_rate_biases, gibbs_chain, sm_betas
 
 D, H = 5, 3
 
 
-
 def joint_table(rbm):
-    """All (v, h) states and their exact probabilities P(v, h) by enumerating the joint."""
+    """Every (v, h) state and its exact probability P(v, h), enumerating the joint."""
     d, h = rbm.n_visible, rbm.n_hidden
     s = all_states(d + h, dtype=torch.float64)
     v, hh = s[:, :d], s[:, d:]
@@ -31,7 +32,11 @@ def test_energy_matches_definition():
     rbm = random_rbm()
     v = torch.tensor([[1.0, 0, 1, 1, 0]], dtype=torch.float64)
     h = torch.tensor([[0.0, 1, 1]], dtype=torch.float64)
-    expected = -(v @ rbm.b) - (h @ rbm.c) - sum(v[0, i] * rbm.W[i, j] * h[0, j] for i in range(D) for j in range(H))
+    expected = (
+        -(v @ rbm.b)
+        - (h @ rbm.c)
+        - sum(v[0, i] * rbm.W[i, j] * h[0, j] for i in range(D) for j in range(H))
+    )
     assert torch.allclose(rbm.energy(v, h), expected)
 
 
@@ -40,8 +45,8 @@ def test_conditionals_are_factorial_and_match_enumeration():
     v_all, h_all, p, _ = joint_table(rbm)
     for v in all_states(D, dtype=torch.float64):
         rows = (v_all == v).all(1)
-        p_h = p[rows] / p[rows].sum()                               # P(h | v) by Bayes
-        marg = (p_h[:, None] * h_all[rows]).sum(0)                  # P(h_j = 1 | v)
+        p_h = p[rows] / p[rows].sum()  # P(h | v) by Bayes
+        marg = (p_h[:, None] * h_all[rows]).sum(0)  # P(h_j = 1 | v)
         assert torch.allclose(rbm.p_h_given_v(v[None])[0], marg, atol=1e-12)
         # factorial: P(h | v) = prod_j P(h_j | v)
         q = rbm.p_h_given_v(v[None])[0]
@@ -50,7 +55,9 @@ def test_conditionals_are_factorial_and_match_enumeration():
     for h in all_states(H, dtype=torch.float64):
         rows = (h_all == h).all(1)
         p_v = p[rows] / p[rows].sum()
-        assert torch.allclose(rbm.p_v_given_h(h[None])[0], (p_v[:, None] * v_all[rows]).sum(0), atol=1e-12)
+        assert torch.allclose(
+            rbm.p_v_given_h(h[None])[0], (p_v[:, None] * v_all[rows]).sum(0), atol=1e-12
+        )
 
 
 def test_free_energy_and_log_partition_three_ways():
@@ -60,13 +67,18 @@ def test_free_energy_and_log_partition_three_ways():
     # F(v) = -log sum_h exp(-E(v, h))
     for v in vs:
         rows = (v_all == v).all(1)
-        assert torch.allclose(rbm.free_energy(v[None])[0], -torch.logsumexp(-rbm.energy(v_all[rows], h_all[rows]), 0))
+        assert torch.allclose(
+            rbm.free_energy(v[None])[0],
+            -torch.logsumexp(-rbm.energy(v_all[rows], h_all[rows]), 0),
+        )
     log_z_free = log_sum_exp_states(lambda x: -rbm.free_energy(x), D)
     assert float(log_z_free) == pytest.approx(float(log_z_joint), abs=1e-10)
     assert float(log_partition(rbm)) == pytest.approx(float(log_z_joint), abs=1e-10)
     # enumerate the other layer: a wide RBM (H > D)
     wide = random_rbm(3, 6, seed=4)
-    assert float(log_partition(wide)) == pytest.approx(float(joint_table(wide)[3]), abs=1e-10)
+    assert float(log_partition(wide)) == pytest.approx(
+        float(joint_table(wide)[3]), abs=1e-10
+    )
 
 
 def test_log_partition_refuses_huge_layers():
@@ -84,12 +96,14 @@ def test_cd_update_equals_autograd_of_free_energy_difference():
         t.requires_grad_(True)
     loss = rbm.free_energy(v_pos).mean() - rbm.free_energy(v_neg).mean()
     gW, gb, gc = torch.autograd.grad(loss, (rbm.W, rbm.b, rbm.c))
-    assert torch.allclose(dW, -gW) and torch.allclose(db, -gb) and torch.allclose(dc, -gc)
+    assert (
+        torch.allclose(dW, -gW) and torch.allclose(db, -gb) and torch.allclose(dc, -gc)
+    )
 
 
 def test_exact_gradient_is_positive_minus_negative_phase():
-    # d/dW mean log P(v_data) = <v h>_data - <v h>_model: check against autograd of the exact LL.
-    rbm = random_rbm(seed=3)
+    # d/dW mean log P(v_data) = <v h>_data - <v h>_model: check against autograd of the
+    # exact LL.
     data = bars_and_stripes(2).to(torch.float64)[:, :4]
     rbm4 = random_rbm(4, 3, seed=3)
     v_all, h_all, p, _ = joint_table(rbm4)
@@ -111,18 +125,23 @@ def test_block_gibbs_kernel_leaves_the_exact_distribution_invariant():
     hs = all_states(3, dtype=torch.float64)
     log_p_v = -rbm.free_energy(vs)
     p_v = torch.softmax(log_p_v, 0)
-    ph = rbm.p_h_given_v(vs)                                     # (16, 3)
-    P_h = torch.prod(torch.where(hs[None] == 1, ph[:, None], 1 - ph[:, None]), -1)   # (16 v, 8 h)
-    pv = rbm.p_v_given_h(hs)                                     # (8, 4)
-    P_v = torch.prod(torch.where(vs[None] == 1, pv[:, None], 1 - pv[:, None]), -1)   # (8 h, 16 v)
-    T = P_h @ P_v                                                # (16, 16) v -> v'
+    ph = rbm.p_h_given_v(vs)  # (16, 3)
+    P_h = torch.prod(
+        torch.where(hs[None] == 1, ph[:, None], 1 - ph[:, None]), -1
+    )  # (16 v, 8 h)
+    pv = rbm.p_v_given_h(hs)  # (8, 4)
+    P_v = torch.prod(
+        torch.where(vs[None] == 1, pv[:, None], 1 - pv[:, None]), -1
+    )  # (8 h, 16 v)
+    T = P_h @ P_v  # (16, 16) v -> v'
     assert torch.allclose(T.sum(1), torch.ones(16, dtype=torch.float64))
     assert torch.allclose(p_v @ T, p_v, atol=1e-12)
 
 
 def test_gibbs_samples_pass_a_chi_square_test():
-    # 20,000 independent chains, 50 sweeps each from all-zeros; chi-square over the 16 states.
-    # Threshold: the 1 - 1e-4 quantile of chi2(15), so a correct sampler fails 1 time in 10,000.
+    # 20,000 independent chains, 50 sweeps each from all-zeros; chi-square over the 16
+    # states. Threshold: the 1 - 1e-4 quantile of chi2(15), so a correct sampler fails 1
+    # time in 10,000.
     rbm = random_rbm(4, 3, seed=6, scale=0.8)
     g = torch.Generator().manual_seed(7)
     v = gibbs_chain(rbm, torch.zeros(20_000, 4, dtype=torch.float64), 50, generator=g)
@@ -136,10 +155,14 @@ def test_gibbs_samples_pass_a_chi_square_test():
 def test_gibbs_chain_records_frames_and_is_reproducible():
     rbm = random_rbm()
     v0 = torch.zeros(3, D, dtype=torch.float64)
-    a, frames = gibbs_chain(rbm, v0, 10, generator=torch.Generator().manual_seed(1), record_every=5)
+    a, frames = gibbs_chain(
+        rbm, v0, 10, generator=torch.Generator().manual_seed(1), record_every=5
+    )
     b = gibbs_chain(rbm, v0, 10, generator=torch.Generator().manual_seed(1))
     assert len(frames) == 3 and torch.equal(a, b) and torch.equal(frames[-1], a)
-    mf = gibbs_chain(rbm, v0, 2, generator=torch.Generator().manual_seed(1), mean_field_last=True)
+    mf = gibbs_chain(
+        rbm, v0, 2, generator=torch.Generator().manual_seed(1), mean_field_last=True
+    )
     assert ((mf > 0) & (mf < 1)).all()
 
 
@@ -148,18 +171,20 @@ def test_ais_agrees_with_exact_log_z():
     exact = float(log_partition(rbm))
     g = torch.Generator().manual_seed(9)
     res = ais(rbm, n_betas=500, n_chains=500, generator=g)
-    # |error| < 4 standard errors + 0.01: the standard error itself is estimated, so this is a
-    # loose bound; with the fixed seed it is deterministic.
+    # |error| < 4 standard errors + 0.01: the standard error itself is estimated, so
+    # this is a loose bound; with the fixed seed it is deterministic.
     assert abs(res.log_z - exact) < 4 * res.stderr + 0.01, (res, exact)
     assert res.log_z_low <= res.log_z <= res.log_z_high
-    base = base_rate_biases(torch.bernoulli(torch.full((50, 10), 0.3), generator=g)).double()
+    base = base_rate_biases(
+        torch.bernoulli(torch.full((50, 10), 0.3), generator=g)
+    ).double()
     res2 = ais(rbm, n_betas=500, n_chains=500, base=base, generator=g)
     assert abs(res2.log_z - exact) < 4 * res2.stderr + 0.01
 
 
 def test_forward_and_reverse_ais_bracket_log_z():
-    # With few intermediate distributions, forward AIS underestimates log Z on average and
-    # reverse AIS from exact samples overestimates it (both by Jensen's inequality).
+    # With few intermediate distributions, forward AIS underestimates log Z on average
+    # and reverse AIS from exact samples overestimates it (both by Jensen's inequality).
     rbm = random_rbm(12, 6, seed=10, scale=2.0)
     exact = float(log_partition(rbm))
     g = torch.Generator().manual_seed(11)
@@ -169,18 +194,38 @@ def test_forward_and_reverse_ais_bracket_log_z():
     for _ in range(20):
         fwd.append(ais(rbm, n_betas=3, n_chains=50, generator=g).log_z)
         init = vs[torch.multinomial(p, 50, replacement=True, generator=g)]
-        rev.append(ais(rbm, n_betas=3, n_chains=50, reverse=True, init_v=init, generator=g).log_z)
+        rev.append(
+            ais(
+                rbm, n_betas=3, n_chains=50, reverse=True, init_v=init, generator=g
+            ).log_z
+        )
     fwd, rev = torch.tensor(fwd), torch.tensor(rev)
     # each mean must clear the truth by 3 standard errors of the mean over the 20 runs
-    # (Gaussian tail: a sampler that did not bracket would pass with probability < 1.5e-3)
-    assert float(fwd.mean() + 3 * fwd.std() / 20**0.5) < exact, (fwd.mean(), fwd.std(), exact)
-    assert float(rev.mean() - 3 * rev.std() / 20**0.5) > exact, (rev.mean(), rev.std(), exact)
+    # (Gaussian tail: a sampler that did not bracket would pass with probability <
+    # 1.5e-3)
+    assert float(fwd.mean() + 3 * fwd.std() / 20**0.5) < exact, (
+        fwd.mean(),
+        fwd.std(),
+        exact,
+    )
+    assert float(rev.mean() - 3 * rev.std() / 20**0.5) > exact, (
+        rev.mean(),
+        rev.std(),
+        exact,
+    )
 
 
 def test_sm_schedule():
     betas = sm_betas()
-    assert len(betas) == 14_501 and betas[0] == 0 and betas[-1] == 1 and bool((betas.diff() > 0).all())
-    assert float(betas[500]) == pytest.approx(0.5) and float(betas[4500]) == pytest.approx(0.9)
+    assert (
+        len(betas) == 14_501
+        and betas[0] == 0
+        and betas[-1] == 1
+        and bool((betas.diff() > 0).all())
+    )
+    assert float(betas[500]) == pytest.approx(0.5) and float(
+        betas[4500]
+    ) == pytest.approx(0.9)
 
 
 def test_ais_rejects_bad_schedules():
@@ -192,7 +237,7 @@ def test_ais_rejects_bad_schedules():
 
 
 def test_training_increases_exact_likelihood_on_bars_and_stripes():
-    data = bars_and_stripes(3).to(torch.float64).repeat(20, 1)     # 14 patterns, 9 pixels
+    data = bars_and_stripes(3).to(torch.float64).repeat(20, 1)  # 14 patterns, 9 pixels
     for method in ("cd", "pcd"):
         g = torch.Generator().manual_seed(12)
         rbm = BernoulliRBM(9, 8, generator=g, init_std=0.1, dtype=torch.float64)
@@ -201,9 +246,20 @@ def test_training_increases_exact_likelihood_on_bars_and_stripes():
             return float((-rbm.free_energy(data)).mean() - log_partition(rbm))
 
         before = ll()
-        hist = fit_rbm(rbm, data, method=method, k=1, epochs=60, batch_size=20, lr=0.1, generator=g, quiet=True)
+        hist = fit_rbm(
+            rbm,
+            data,
+            method=method,
+            k=1,
+            epochs=60,
+            batch_size=20,
+            lr=0.1,
+            generator=g,
+            quiet=True,
+        )
         after = ll()
-        # uniform: 9 log 2 = 6.24 nats; the 14 patterns equally likely: log 14 = 2.64 nats
+        # uniform: 9 log 2 = 6.24 nats; the 14 patterns equally likely: log 14 = 2.64
+        # nats
         assert after > before + 0.5, (method, before, after)
         assert len(hist["recon_error"]) == 60 * 14
 
@@ -216,7 +272,9 @@ def test_pseudo_likelihood_is_a_different_number():
     for i in range(6):
         flip = v.clone()
         flip[:, i] = 1 - flip[:, i]
-        manual += -rbm.free_energy(v) - torch.logaddexp(-rbm.free_energy(v), -rbm.free_energy(flip))
+        manual += -rbm.free_energy(v) - torch.logaddexp(
+            -rbm.free_energy(v), -rbm.free_energy(flip)
+        )
     assert torch.allclose(rbm.pseudo_log_likelihood(v), manual)
     exact_ll = -rbm.free_energy(v) - log_partition(rbm)
     assert (rbm.pseudo_log_likelihood(v) - exact_ll).abs().max() > 0.1
@@ -232,7 +290,7 @@ def test_bad_input_is_rejected_with_clear_errors():
         fit_rbm(rbm, torch.zeros(3, 4), method="adam")
     with pytest.raises(ValueError, match="n_hidden"):
         BernoulliRBM(4, 0)
-    rbm.W = torch.ones(4, 2)                                       # assignment works
+    rbm.W = torch.ones(4, 2)  # assignment works
     assert float(rbm.W.sum()) == 8.0
 
 
@@ -258,30 +316,59 @@ def test_bfloat16_step_matches_cd_update_to_bfloat16_rounding():
     before = random_rbm(30, 20, seed=16, dtype=torch.float32)
     g = torch.Generator().manual_seed(17)
     v_pos = torch.bernoulli(torch.full((50, 30), 0.4), generator=g)
-    step = RBMStep(rbm, "pcd", 1, 0.1, 0.0, 0.0, g, chains=v_pos[:40].clone(), matmul_dtype=torch.bfloat16)
+    step = RBMStep(
+        rbm,
+        "pcd",
+        1,
+        0.1,
+        0.0,
+        0.0,
+        g,
+        chains=v_pos[:40].clone(),
+        matmul_dtype=torch.bfloat16,
+    )
     step(v_pos)
-    assert step.chains.dtype == torch.bfloat16 and set(step.chains.unique().tolist()) <= {0.0, 1.0}
-    dW, db, dc = cd_update(before, v_pos, step.chains.float())   # float32, on the chains the step drew
-    # bfloat16 keeps 8 significant bits: relative rounding <= 2^-8 per product entry and per logit
+    assert step.chains.dtype == torch.bfloat16 and set(
+        step.chains.unique().tolist()
+    ) <= {0.0, 1.0}
+    dW, db, dc = cd_update(
+        before, v_pos, step.chains.float()
+    )  # float32, on the chains the step drew
+    # bfloat16 keeps 8 significant bits: relative rounding <= 2^-8 per product entry and
+    # per logit
     scale = dW.abs().max()
     assert (rbm.W - before.W - 0.1 * dW).abs().max() <= 0.1 * 0.02 * scale
-    assert torch.allclose(rbm.b - before.b, 0.1 * db, atol=1e-6)     # bias updates stay float32
+    assert torch.allclose(
+        rbm.b - before.b, 0.1 * db, atol=1e-6
+    )  # bias updates stay float32
     assert (rbm.c - before.c - 0.1 * dc).abs().max() <= 0.1 * 0.02
 
 
 def test_bfloat16_training_learns_as_well_as_float32():
-    """Same data, seed and epochs: exact log-likelihoods within 0.15 nats/example. Over seeds
-    0-4 the two precisions differed by 0.01-0.06 nats while float32 runs with different seeds
-    spread over 0.37 nats: the rounding is well inside the Monte-Carlo noise."""
+    """Same data, seed and epochs: exact log-likelihoods within 0.15 nats/example. Over
+    seeds 0-4 the two precisions differed by 0.01-0.06 nats while float32 runs with
+    different seeds spread over 0.37 nats: the rounding is well inside the Monte-Carlo
+    noise.
+    """
     data = bars_and_stripes(3).float().repeat(20, 1)
     lls = {}
     for dt in (None, torch.bfloat16):
         g = torch.Generator().manual_seed(0)
         rbm = BernoulliRBM(9, 8, generator=g, init_std=0.1)
-        fit_rbm(rbm, data, method="pcd", batch_size=20, epochs=100, lr=0.1, generator=g, quiet=True,
-                monitor=False, matmul_dtype=dt)
+        fit_rbm(
+            rbm,
+            data,
+            method="pcd",
+            batch_size=20,
+            epochs=100,
+            lr=0.1,
+            generator=g,
+            quiet=True,
+            monitor=False,
+            matmul_dtype=dt,
+        )
         lls[dt] = float(-rbm.free_energy(data).mean() - log_partition(rbm))
-    assert lls[None] > -9 * math.log(2) + 1.0             # float32 learned (uniform: -6.24 nats)
+    assert lls[None] > -9 * math.log(2) + 1.0  # float32 learned (uniform: -6.24 nats)
     assert abs(lls[torch.bfloat16] - lls[None]) < 0.15, lls
     with pytest.raises(ValueError, match="floating"):
         fit_rbm(BernoulliRBM(9, 8), data, matmul_dtype=torch.int8)

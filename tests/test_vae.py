@@ -3,8 +3,8 @@
 References are independent of the code under test: PPCA's closed-form log p(x) and ELBO,
 torch.distributions' KL divergences, numerical quadrature over a one-dimensional latent,
 and brute-force enumeration of a two-state HMM. Float64, fixed seeds. Monte Carlo checks
-allow 5 standard errors (two-sided failure rate about 6e-7 per statistic under the normal
-approximation).
+allow 5 standard errors (two-sided failure rate about 6e-7 per statistic under the
+normal approximation).
 """
 
 import itertools
@@ -14,10 +14,23 @@ import pytest
 import torch
 
 from dgmlib.latent import (
-    PPCA, VAE, active_units, fit_vae, gaussian_kl, iwae_bound, kl_per_dimension, log_importance_weights,
+    PPCA,
+    VAE,
+    active_units,
+    fit_vae,
+    gaussian_kl,
+    iwae_bound,
+    kl_per_dimension,
+    log_importance_weights,
     ppca_closed_form,
 )
-from dgmlib.latent.vrnn import VRNN, GaussianRNN, gaussian_kl_diag, telegraph_log_prob, telegraph_signal
+from dgmlib.latent.vrnn import (
+    VRNN,
+    GaussianRNN,
+    gaussian_kl_diag,
+    telegraph_log_prob,
+    telegraph_signal,
+)
 
 DT = torch.float64
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,11 +42,17 @@ def gen(seed: int) -> torch.Generator:
 
 def random_ppca(D=5, q=2, seed=0) -> PPCA:
     g = gen(seed)
-    return PPCA(torch.randn(D, q, generator=g, dtype=DT), torch.randn(D, generator=g, dtype=DT), 0.4)
+    return PPCA(
+        torch.randn(D, q, generator=g, dtype=DT),
+        torch.randn(D, generator=g, dtype=DT),
+        0.4,
+    )
 
 
 def small_bernoulli_vae(D=6, q=1, seed=0, hidden=(8,)) -> VAE:
-    """A random non-linear VAE with weights large enough that the posterior is far from q."""
+    """A random non-linear VAE with weights large enough that the posterior is far from
+    q.
+    """
     vae = VAE(D, q, hidden=hidden, generator=gen(seed)).double()
     with torch.no_grad():
         for p in vae.decoder.parameters():
@@ -46,19 +65,27 @@ def binary_data(n, D, seed=1):
 
 
 def exact_log_p_1d(vae: VAE, x: torch.Tensor, n_grid: int = 8001) -> torch.Tensor:
-    """log p(x) = log integral N(z; 0, 1) p(x|z) dz for a 1-D latent, by the trapezoid rule on [-9, 9]."""
+    """log p(x) = log integral N(z; 0, 1) p(x|z) dz for a 1-D latent, by the trapezoid
+    rule on [-9, 9].
+    """
     z = torch.linspace(-9, 9, n_grid, dtype=DT)  # (G,)
     with torch.no_grad():
-        log_joint = vae.log_likelihood(x, z[:, None, None].expand(-1, x.shape[0], 1)) + VAE.log_prior(z[:, None])[:, None]  # (G, B)
+        log_joint = (
+            vae.log_likelihood(x, z[:, None, None].expand(-1, x.shape[0], 1))
+            + VAE.log_prior(z[:, None])[:, None]
+        )  # (G, B)
     w = torch.full((n_grid,), float(z[1] - z[0]), dtype=DT)
     w[0] = w[-1] = w[0] / 2
     return torch.logsumexp(log_joint + w.log()[:, None], 0)
 
 
-# ----------------------------------------------------------------------------- linear-Gaussian case
+# -----------------------------------------------------------------------------
+# linear-Gaussian case
 def test_from_ppca_is_the_same_model_and_its_mc_elbo_is_exact():
     ppca = random_ppca(seed=3)  # W^T W not diagonal: from_ppca has to rotate
-    assert (ppca.W.T @ ppca.W - torch.diag(torch.diagonal(ppca.W.T @ ppca.W))).abs().max() > 1e-3
+    assert (
+        ppca.W.T @ ppca.W - torch.diag(torch.diagonal(ppca.W.T @ ppca.W))
+    ).abs().max() > 1e-3
     vae = VAE.from_ppca(ppca)
     x, _ = ppca.sample(200, generator=gen(4))
     log_p = ppca.log_prob(x)
@@ -67,14 +94,20 @@ def test_from_ppca_is_the_same_model_and_its_mc_elbo_is_exact():
     mean, cov = vae.to_ppca().posterior(x)
     mu, logvar = vae.encode(x)
     assert torch.allclose(mu, mean, atol=1e-10)
-    assert torch.allclose(torch.diag_embed(logvar.exp()), cov.expand(len(x), -1, -1), atol=1e-12)
+    assert torch.allclose(
+        torch.diag_embed(logvar.exp()), cov.expand(len(x), -1, -1), atol=1e-12
+    )
     # log p(x, z) - log q(z|x) = log p(x) for every z: each one-sample MC ELBO is exact
     with torch.no_grad():
         for seed in range(3):
-            assert torch.allclose(vae.elbo(x, kl="mc", generator=gen(seed)), log_p, atol=1e-10)
+            assert torch.allclose(
+                vae.elbo(x, kl="mc", generator=gen(seed)), log_p, atol=1e-10
+            )
         # the analytic-KL form is unbiased but not exact sample by sample
         e = vae.elbo(x, kl="analytic", n_samples=4000, generator=gen(5))
-        sd_one = float(vae.elbo(x, kl="analytic", n_samples=1, generator=gen(6)).sub(log_p).std())
+        sd_one = float(
+            vae.elbo(x, kl="analytic", n_samples=1, generator=gen(6)).sub(log_p).std()
+        )
     assert float((e - log_p).abs().max()) < 0.2
     assert abs(float((e - log_p).mean())) < 5 * sd_one / math.sqrt(4000 * 200)
 
@@ -93,11 +126,15 @@ def test_elbo_is_below_log_p_with_a_wrong_encoder_and_estimates_the_closed_form(
     closed = model.elbo(x, mu, q_cov)  # (B,) the exact ELBO of this encoder
     log_p = model.log_prob(x)
     assert bool((closed < log_p - 1e-6).all())  # strictly below: q is not the posterior
-    assert torch.allclose(closed + model.kl_to_posterior(x, mu, q_cov), log_p, atol=1e-10)
+    assert torch.allclose(
+        closed + model.kl_to_posterior(x, mu, q_cov), log_p, atol=1e-10
+    )
     S = 5_000
     with torch.no_grad():
         for kl in ("analytic", "mc"):
-            one = torch.stack([vae.elbo(x, kl=kl, generator=gen(11 + s)) for s in range(50)])  # (50, B)
+            one = torch.stack(
+                [vae.elbo(x, kl=kl, generator=gen(11 + s)) for s in range(50)]
+            )  # (50, B)
             se = one.std(0) / math.sqrt(S)
             est = vae.elbo(x, kl=kl, n_samples=S, generator=gen(100))
             assert bool(((est - closed).abs() < 5 * se + 1e-9).all()), kl
@@ -110,15 +147,19 @@ def test_to_ppca_requires_a_linear_gaussian_vae():
         VAE(4, 2, hidden=()).to_ppca()
 
 
-# ----------------------------------------------------------------------------- KL and the two forms
+# ----------------------------------------------------------------------------- KL and
+# the two forms
 def test_gaussian_kl_matches_torch_distributions_and_monte_carlo():
     g = gen(0)
     mu = torch.randn(4, 3, generator=g, dtype=DT)
     logvar = torch.randn(4, 3, generator=g, dtype=DT)
     ref = torch.distributions.kl_divergence(
-        torch.distributions.Normal(mu, (0.5 * logvar).exp()), torch.distributions.Normal(0.0, 1.0))
+        torch.distributions.Normal(mu, (0.5 * logvar).exp()),
+        torch.distributions.Normal(0.0, 1.0),
+    )
     assert torch.allclose(gaussian_kl(mu, logvar), ref, atol=1e-12)
-    # Monte Carlo: E_q[log q(z) - log p(z)], 200k reparametrized draws, within 5 standard errors
+    # Monte Carlo: E_q[log q(z) - log p(z)], 200k reparametrized draws, within 5
+    # standard errors
     eps = torch.randn(200_000, 4, 3, generator=g, dtype=DT)
     z = VAE.reparametrize(mu, logvar, eps)
     mc = VAE.log_q(eps, logvar) - VAE.log_prior(z)  # (S, 4)
@@ -130,8 +171,18 @@ def test_analytic_and_mc_elbo_have_the_same_expectation_on_a_nonlinear_vae():
     vae = small_bernoulli_vae(D=8, q=3, hidden=(16, 16), seed=2)
     x = binary_data(20, 8)
     with torch.no_grad():
-        a = torch.stack([vae.elbo(x, kl="analytic", n_samples=500, generator=gen(s)) for s in range(8)])
-        m = torch.stack([vae.elbo(x, kl="mc", n_samples=500, generator=gen(50 + s)) for s in range(8)])
+        a = torch.stack(
+            [
+                vae.elbo(x, kl="analytic", n_samples=500, generator=gen(s))
+                for s in range(8)
+            ]
+        )
+        m = torch.stack(
+            [
+                vae.elbo(x, kl="mc", n_samples=500, generator=gen(50 + s))
+                for s in range(8)
+            ]
+        )
     d = a.mean(0) - m.mean(0)  # (B,)
     se = ((a.var(0) + m.var(0)) / 8).sqrt()
     assert bool((d.abs() < 5 * se + 1e-9).all())
@@ -153,8 +204,10 @@ def test_beta_weights_the_kl():
 
 
 def test_reparametrized_elbo_gradient_matches_finite_differences():
-    """With the noise fixed (same generator seed), the one-sample ELBO is a smooth function of
-    the parameters and autograd's gradient is its derivative (the reparametrization trick)."""
+    """With the noise fixed (same generator seed), the one-sample ELBO is a smooth
+    function of the parameters and autograd's gradient is its derivative (the
+    reparametrization trick).
+    """
     vae = VAE(5, 2, hidden=(4,), likelihood="gaussian", generator=gen(0)).double()
     x = torch.randn(7, 5, generator=gen(1), dtype=DT)
     params = list(vae.parameters())
@@ -176,10 +229,13 @@ def test_reparametrized_elbo_gradient_matches_finite_differences():
         fd = (at(h) - at(-h)) / (2 * h)
         ad = sum(float((gr * v).sum()) for gr, v in zip(grads, direction))
         assert abs(fd - ad) < 1e-5 * max(1.0, abs(ad)), (kl, fd, ad)
-        assert all(float(gr.abs().sum()) > 0 for gr in grads[:2])  # the encoder gets a gradient
+        assert all(
+            float(gr.abs().sum()) > 0 for gr in grads[:2]
+        )  # the encoder gets a gradient
 
 
-# ----------------------------------------------------------------------------- importance weighting
+# -----------------------------------------------------------------------------
+# importance weighting
 def test_quadrature_reference_normalises():
     vae = small_bernoulli_vae(D=6, q=1, seed=0)
     states = torch.tensor(list(itertools.product([0.0, 1.0], repeat=6)), dtype=DT)
@@ -193,11 +249,15 @@ def test_iwae_is_monotone_in_k_below_log_p_and_converges():
     means, ses = {}, {}
     for k in (1, 5, 50, 500):
         R = 4000 // k + 20
-        reps = iwae_bound(vae, x.repeat(R, 1), k=k, generator=gen(k)).reshape(R, -1)  # (R, B)
+        reps = iwae_bound(vae, x.repeat(R, 1), k=k, generator=gen(k)).reshape(
+            R, -1
+        )  # (R, B)
         means[k], ses[k] = reps.mean(0), reps.std(0) / math.sqrt(R)
     for k1, k2 in ((1, 5), (5, 50), (50, 500)):
         # E[L_k] is non-decreasing; here strictly, by far more than the noise
-        assert bool((means[k2] - means[k1] > -5 * (ses[k1] ** 2 + ses[k2] ** 2).sqrt()).all()), (k1, k2)
+        assert bool(
+            (means[k2] - means[k1] > -5 * (ses[k1] ** 2 + ses[k2] ** 2).sqrt()).all()
+        ), (k1, k2)
         assert float((means[k2] - means[k1]).mean()) > 0
     for k in means:  # every expected bound is below log p(x)
         assert bool((means[k] < log_p + 5 * ses[k] + 1e-9).all()), k
@@ -210,7 +270,11 @@ def test_iwae_k1_is_the_mc_elbo_with_the_same_noise_and_has_its_mean():
     vae = small_bernoulli_vae(D=8, q=3, hidden=(16,), seed=5)
     x = binary_data(30, 8)
     with torch.no_grad():
-        assert torch.allclose(iwae_bound(vae, x, k=1, generator=gen(3)), vae.elbo(x, kl="mc", generator=gen(3)), atol=1e-12)
+        assert torch.allclose(
+            iwae_bound(vae, x, k=1, generator=gen(3)),
+            vae.elbo(x, kl="mc", generator=gen(3)),
+            atol=1e-12,
+        )
         l1 = iwae_bound(vae, x.repeat(3000, 1), k=1, generator=gen(4)).reshape(3000, -1)
         elbo = vae.elbo(x, kl="analytic", n_samples=3000, generator=gen(5))
     se = l1.std(0) / math.sqrt(3000) * math.sqrt(2)
@@ -224,7 +288,9 @@ def test_iwae_chunking_does_not_change_the_result_given_the_noise():
     eps = torch.randn(k, 9, 3, generator=gen(0), dtype=DT)
     one = iwae_bound(vae, x, k=k, eps=eps, chunk_size=k)
     for chunk in (1, 7, 50, 1000):
-        assert torch.allclose(iwae_bound(vae, x, k=k, eps=eps, chunk_size=chunk), one, atol=1e-12), chunk
+        assert torch.allclose(
+            iwae_bound(vae, x, k=k, eps=eps, chunk_size=chunk), one, atol=1e-12
+        ), chunk
     ref = torch.logsumexp(log_importance_weights(vae, x, eps), 0) - math.log(k)
     assert torch.allclose(one, ref, atol=1e-12)
 
@@ -233,10 +299,13 @@ def test_iwae_k5000_runs_in_chunks_without_gradients():
     vae = VAE(64, 8, hidden=(32, 32), generator=gen(0))
     x = binary_data(40, 64).float()
     out = iwae_bound(vae, x, k=5000, generator=gen(1))
-    assert out.shape == (40,) and bool(torch.isfinite(out).all()) and not out.requires_grad
+    assert (
+        out.shape == (40,) and bool(torch.isfinite(out).all()) and not out.requires_grad
+    )
 
 
-# ----------------------------------------------------------------------------- diagnostics, training
+# -----------------------------------------------------------------------------
+# diagnostics, training
 def test_active_units_and_kl_per_dimension_find_a_dead_unit():
     vae = VAE(6, 3, hidden=(), generator=gen(0)).double()
     with torch.no_grad():  # latent 1: mu = 0 and logvar = 0 for every x, i.e. q = p(z)
@@ -254,12 +323,19 @@ def test_active_units_and_kl_per_dimension_find_a_dead_unit():
 
 
 def test_fit_vae_raises_the_bound_and_samples_have_the_right_shapes():
-    protos = torch.tensor([[1.0] * 5 + [0.0] * 5, [0.0] * 5 + [1.0] * 5])  # two prototypes, 5% of bits flipped
-    x = (protos[torch.randint(2, (200,), generator=gen(1))] - (torch.rand(200, 10, generator=gen(2)) < 0.05).float()).abs()
+    protos = torch.tensor(
+        [[1.0] * 5 + [0.0] * 5, [0.0] * 5 + [1.0] * 5]
+    )  # two prototypes, 5% of bits flipped
+    x = (
+        protos[torch.randint(2, (200,), generator=gen(1))]
+        - (torch.rand(200, 10, generator=gen(2)) < 0.05).float()
+    ).abs()
     vae = VAE(10, 2, hidden=(16,), generator=gen(0))
     with torch.no_grad():
         before = float(vae.elbo(x, n_samples=50, generator=gen(1)).mean())
-    hist = fit_vae(vae, x, epochs=15, batch_size=50, lr=1e-2, generator=gen(2), quiet=True)
+    hist = fit_vae(
+        vae, x, epochs=15, batch_size=50, lr=1e-2, generator=gen(2), quiet=True
+    )
     with torch.no_grad():
         after = float(vae.elbo(x, n_samples=50, generator=gen(1)).mean())
     assert after > before + 1.0 and len(hist["elbo"]) == 15 * 4, (before, after)
@@ -268,7 +344,9 @@ def test_fit_vae_raises_the_bound_and_samples_have_the_right_shapes():
     assert vae.sample(7, mean=True, generator=gen(3)).shape == (7, 10)
     assert vae.reconstruct(x[:5]).shape == (5, 10)
     gv = VAE(4, 2, hidden=(8,), likelihood="gaussian", sigma2=0.1, generator=gen(0))
-    assert abs(float(gv.log_sigma2.exp()) - 0.1) < 1e-7 and "log_sigma2" not in dict(gv.named_parameters())
+    assert abs(float(gv.log_sigma2.exp()) - 0.1) < 1e-7 and "log_sigma2" not in dict(
+        gv.named_parameters()
+    )
     assert gv.sample(3, generator=gen(1)).shape == (3, 4)
 
 
@@ -308,30 +386,41 @@ def test_bad_input_is_rejected_with_helpful_errors():
     VAE(6, 2, hidden=(4,), likelihood="gaussian").elbo(torch.randn(5, 6))
 
 
-# ----------------------------------------------------------------------------- sequences
+# -----------------------------------------------------------------------------
+# sequences
 def test_gaussian_kl_diag_matches_torch_distributions():
     g = gen(0)
     mu, lv, mu0, lv0 = (torch.randn(5, 3, generator=g, dtype=DT) for _ in range(4))
     N = torch.distributions.Normal
-    ref = torch.distributions.kl_divergence(N(mu, (lv / 2).exp()), N(mu0, (lv0 / 2).exp())).sum(-1)
+    ref = torch.distributions.kl_divergence(
+        N(mu, (lv / 2).exp()), N(mu0, (lv0 / 2).exp())
+    ).sum(-1)
     assert torch.allclose(gaussian_kl_diag(mu, lv, mu0, lv0), ref, atol=1e-12)
 
 
 def test_telegraph_log_prob_matches_enumeration_and_its_samples():
-    x = telegraph_signal(50, 4, generator=gen(0), p_keep=0.7, noise=0.3).double()  # (50, 4, 1)
+    x = telegraph_signal(
+        50, 4, generator=gen(0), p_keep=0.7, noise=0.3
+    ).double()  # (50, 4, 1)
     # brute force over the 2^4 sign sequences
     logs = []
     for signs in itertools.product([-1.0, 1.0], repeat=4):
         s = torch.tensor(signs, dtype=DT)
-        log_prior = math.log(0.5) + sum(math.log(0.7 if signs[t] == signs[t - 1] else 0.3) for t in range(1, 4))
-        log_emit = torch.distributions.Normal(s, 0.3).log_prob(x[..., 0]).sum(-1)  # (50,)
+        log_prior = math.log(0.5) + sum(
+            math.log(0.7 if signs[t] == signs[t - 1] else 0.3) for t in range(1, 4)
+        )
+        log_emit = (
+            torch.distributions.Normal(s, 0.3).log_prob(x[..., 0]).sum(-1)
+        )  # (50,)
         logs.append(log_prior + log_emit)
     ref = torch.logsumexp(torch.stack(logs), 0)
     assert torch.allclose(telegraph_log_prob(x, p_keep=0.7, noise=0.3), ref, atol=1e-10)
     big = telegraph_signal(20_000, 6, generator=gen(1))
     signs = torch.sign(big[..., 0])
     keep = float((signs[:, 1:] == signs[:, :-1]).double().mean())
-    assert abs(keep - 0.8) < 5 * math.sqrt(0.16 / (20_000 * 5))  # sign persistence p_keep, 5 se
+    assert abs(keep - 0.8) < 5 * math.sqrt(
+        0.16 / (20_000 * 5)
+    )  # sign persistence p_keep, 5 se
     with pytest.raises(ValueError, match="p_keep"):
         telegraph_signal(3, 4, generator=gen(0), p_keep=1.5)
 
@@ -346,7 +435,12 @@ def test_vrnn_and_rnn_shapes_gradients_and_errors():
     assert vrnn.encoder[0].weight.grad.abs().sum() > 0
     # beta = 0 drops the KL terms: with the same noise the bound can only grow
     with torch.no_grad():
-        assert bool((vrnn.elbo(x, beta=0.0, generator=gen(1)) >= vrnn.elbo(x, generator=gen(1)) - 1e-5).all())
+        assert bool(
+            (
+                vrnn.elbo(x, beta=0.0, generator=gen(1))
+                >= vrnn.elbo(x, generator=gen(1)) - 1e-5
+            ).all()
+        )
     assert vrnn.sample(3, 7, generator=gen(2)).shape == (3, 7, 1)
     assert rnn.sample(3, 7, generator=gen(2)).shape == (3, 7, 1)
     # RNN-Gauss at T = 1: one Gaussian from the zero state

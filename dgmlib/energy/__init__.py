@@ -1,12 +1,43 @@
-"""Energy-based models: Boltzmann machines and their restricted, deep and real-valued kin (§20.1-20.8)."""
+"""Energy-based models: Boltzmann machines and their restricted, deep and real-valued
+kin (§20.1-20.8).
+"""
 
-from .rbm import BernoulliRBM, RBMStep, cd_update, fit_rbm
-from .dbn import (
-    DBN, DBNSample, fit_dbn, dbn_sample, dbn_prior_exact, dbn_log_prob_exact, dbn_posterior_exact, dbn_lower_bound_exact,
-    mlp, dbn_to_mlp, unroll_autoencoder, finetune_classifier, finetune_autoencoder, hamming_distance, hamming_neighbours,
-)
 from .bm import BoltzmannMachine, exact_gradient, fit_bm_exact, hebbian_update
+from .dbn import (
+    DBN,
+    DBNSample,
+    dbn_log_prob_exact,
+    dbn_lower_bound_exact,
+    dbn_posterior_exact,
+    dbn_prior_exact,
+    dbn_sample,
+    dbn_to_mlp,
+    finetune_autoencoder,
+    finetune_classifier,
+    fit_dbn,
+    hamming_distance,
+    hamming_neighbours,
+    mlp,
+    unroll_autoencoder,
+)
+from .rbm import BernoulliRBM, RBMStep, cd_update, fit_rbm
 
 __all__ = ["BernoulliRBM", "RBMStep", "cd_update", "fit_rbm"]
 __all__ += ["BoltzmannMachine", "exact_gradient", "fit_bm_exact", "hebbian_update"]
-__all__ += ["DBN", "DBNSample", "fit_dbn", "dbn_sample", "dbn_prior_exact", "dbn_log_prob_exact", "dbn_posterior_exact", "dbn_lower_bound_exact", "mlp", "dbn_to_mlp", "unroll_autoencoder", "finetune_classifier", "finetune_autoencoder", "hamming_distance", "hamming_neighbours"]
+__all__ += [
+    "DBN",
+    "DBNSample",
+    "fit_dbn",
+    "dbn_sample",
+    "dbn_prior_exact",
+    "dbn_log_prob_exact",
+    "dbn_posterior_exact",
+    "dbn_lower_bound_exact",
+    "mlp",
+    "dbn_to_mlp",
+    "unroll_autoencoder",
+    "finetune_classifier",
+    "finetune_autoencoder",
+    "hamming_distance",
+    "hamming_neighbours",
+]

@@ -5,27 +5,29 @@ adding Gaussian noise (Tipping & Bishop, 1999; Ghahramani & Hinton, 1996)::
 
     z ~ N(0, I_q),    x = W z + mu + noise,    noise ~ N(0, Psi)
 
-PPCA has isotropic noise Psi = sigma^2 I; factor analysis has diagonal noise Psi = diag(psi).
-Everything is Gaussian, so the marginal, the posterior and the ELBO are all closed form.
+PPCA has isotropic noise Psi = sigma^2 I; factor analysis has diagonal noise Psi =
+diag(psi). Everything is Gaussian, so the marginal, the posterior and the ELBO are all
+closed form.
 
 Notation
 --------
-============================  ========  =========  =======================================
-maths                         name      shape      meaning
-============================  ========  =========  =======================================
-x                             x         (B, D)     observations
-z  (h in the book)            z         (B, q)     latent factors, z ~ N(0, I_q)
-W                             W         (D, q)     factor loadings
-mu  (b in the book)           mu        (D,)       mean of x
-sigma^2                       sigma2    ()         PPCA noise variance
-Psi = diag(psi)               psi       (D,)       noise variances (PPCA: sigma2 repeated)
-C = W W^T + Psi               C         (D, D)     marginal covariance of x
-G = (I + W^T Psi^-1 W)^-1     G         (q, q)     posterior covariance of z given x
-S                             S         (D, D)     sample covariance, 1/N normalisation
-============================  ========  =========  =======================================
+============================  ========  =========
+======================================= maths                         name      shape
+meaning ============================  ========  =========
+======================================= x                             x         (B, D)
+observations z  (h in the book)            z         (B, q)     latent factors, z ~
+N(0, I_q) W                             W         (D, q)     factor loadings mu
+(b in the book)           mu        (D,)       mean of x sigma^2
+sigma2    ()         PPCA noise variance Psi = diag(psi)               psi       (D,)
+noise variances (PPCA: sigma2 repeated) C = W W^T + Psi               C         (D, D)
+marginal covariance of x G = (I + W^T Psi^-1 W)^-1     G         (q, q)     posterior
+covariance of z given x S                             S         (D, D)     sample
+covariance, 1/N normalisation ============================  ========  =========
+=======================================
 
-Parameters are buffers, not ``nn.Parameter``: EM (:func:`em_step_ppca`, :func:`em_step_fa`)
-updates them in closed form, and ``.to()`` / ``.double()`` still move them.
+Parameters are buffers, not ``nn.Parameter``: EM (:func:`em_step_ppca`,
+:func:`em_step_fa`) updates them in closed form, and ``.to()`` / ``.double()`` still
+move them.
 """
 
 from __future__ import annotations
@@ -36,19 +38,25 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
-    "PPCA", "FactorAnalysis", "ppca_closed_form", "em_step_ppca", "em_step_fa",
-    "gaussian_log_prob", "kl_gaussians",
+    "PPCA",
+    "FactorAnalysis",
+    "ppca_closed_form",
+    "em_step_ppca",
+    "em_step_fa",
+    "gaussian_log_prob",
+    "kl_gaussians",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
 
 
 def gaussian_log_prob(x: Tensor, mu: Tensor, cov: Tensor) -> Tensor:
-    """log N(x; mu_k, Sigma_k) for every row of ``x`` and every component ``k``, via Cholesky.
+    """log N(x; mu_k, Sigma_k) for every row of ``x`` and every component ``k``, via
+    Cholesky.
 
     log N(x; mu, Sigma) = -1/2 [D log 2pi + log|Sigma| + (x - mu)^T Sigma^-1 (x - mu)],
-    with Sigma = L L^T, log|Sigma| = 2 sum_i log L_ii and the quadratic form = ||L^-1 (x - mu)||^2
-    (one triangular solve; no inverse, no determinant).
+    with Sigma = L L^T, log|Sigma| = 2 sum_i log L_ii and the quadratic form = ||L^-1
+    (x - mu)||^2 (one triangular solve; no inverse, no determinant).
 
     Parameters
     ----------
@@ -85,8 +93,12 @@ def kl_gaussians(m0: Tensor, S0: Tensor, m1: Tensor, S1: Tensor) -> Tensor:
     """
     q = m0.shape[-1]
     L0, L1 = torch.linalg.cholesky(S0), torch.linalg.cholesky(S1)
-    A = torch.linalg.solve_triangular(L1, L0, upper=False)  # L1^-1 L0; tr(S1^-1 S0) = ||A||_F^2
-    y = torch.linalg.solve_triangular(L1, (m1 - m0).unsqueeze(-1), upper=False).squeeze(-1)  # (..., q)
+    A = torch.linalg.solve_triangular(
+        L1, L0, upper=False
+    )  # L1^-1 L0; tr(S1^-1 S0) = ||A||_F^2
+    y = torch.linalg.solve_triangular(L1, (m1 - m0).unsqueeze(-1), upper=False).squeeze(
+        -1
+    )  # (..., q)
     log_det0 = 2 * torch.log(torch.diagonal(L0, dim1=-2, dim2=-1)).sum(-1)
     log_det1 = 2 * torch.log(torch.diagonal(L1, dim1=-2, dim2=-1)).sum(-1)
     return 0.5 * ((A**2).sum((-2, -1)) + (y**2).sum(-1) - q + log_det1 - log_det0)
@@ -97,15 +109,22 @@ def _check_x(x: Tensor, D: int, who: str, dtype: torch.dtype) -> Tensor:
     if not isinstance(x, Tensor):
         x = torch.as_tensor(x)
     if x.ndim != 2 or x.shape[1] != D:
-        hint = " For a single example use x[None]." if x.ndim == 1 and x.shape[0] == D else ""
+        hint = (
+            " For a single example use x[None]."
+            if x.ndim == 1 and x.shape[0] == D
+            else ""
+        )
         raise ValueError(
-            f"{who} expects x of shape (B, D) with D={D}; got shape {tuple(x.shape)}.{hint}"
+            f"{who} expects x of shape (B, D) with D={D}; got shape "
+            f"{tuple(x.shape)}.{hint}"
         )
     return x.to(dtype=dtype)
 
 
 class _LinearGaussian(nn.Module):
-    """What PPCA and factor analysis share: everything is written in terms of ``psi`` (D,)."""
+    """What PPCA and factor analysis share: everything is written in terms of ``psi``
+    (D,).
+    """
 
     W: Tensor
     mu: Tensor
@@ -127,15 +146,17 @@ class _LinearGaussian(nn.Module):
         return self.W @ self.W.T + torch.diag(self.psi)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """Exact marginal log-likelihood log p(x) = log N(x; mu, W W^T + Psi). (B, D) -> (B,)."""
+        """Exact marginal log-likelihood log p(x) = log N(x; mu, W W^T + Psi). (B, D) ->
+        (B,).
+        """
         x = _check_x(x, self.D, type(self).__name__, self.W.dtype)
         return gaussian_log_prob(x, self.mu[None], self.marginal_cov()[None])[:, 0]
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """p(z | x) = N(z; G W^T Psi^-1 (x - mu), G) with G = (I + W^T Psi^-1 W)^-1.
 
-        For PPCA this is Tipping & Bishop's N(M^-1 W^T (x - mu), sigma^2 M^-1), M = W^T W + sigma^2 I.
-        The covariance does not depend on x.
+        For PPCA this is Tipping & Bishop's N(M^-1 W^T (x - mu), sigma^2 M^-1), M = W^T
+        W + sigma^2 I. The covariance does not depend on x.
 
         Returns
         -------
@@ -151,7 +172,9 @@ class _LinearGaussian(nn.Module):
         return mean, G
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def sample(
+        self, n: int, *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Ancestral sampling: z ~ N(0, I), x = W z + mu + Psi^{1/2} eps.
 
         Returns
@@ -166,15 +189,18 @@ class _LinearGaussian(nn.Module):
         return x, z
 
     def elbo(self, x: Tensor, q_mean: Tensor, q_cov: Tensor) -> Tensor:
-        """ELBO L(q) = E_q[log p(x, z)] + H(q) for a Gaussian q(z) = N(q_mean, q_cov), closed form.
+        """ELBO L(q) = E_q[log p(x, z)] + H(q) for a Gaussian q(z) = N(q_mean, q_cov),
+        closed form.
 
         With r = x - mu - W m and q = N(m, S):
 
-        * E_q[log p(x|z)] = -1/2 [D log 2pi + sum_d log psi_d + sum_d (r_d^2 + (W S W^T)_dd) / psi_d]
+        * E_q[log p(x|z)] = -1/2 [D log 2pi + sum_d log psi_d + sum_d (r_d^2 +
+        (W S W^T)_dd) / psi_d]
         * E_q[log p(z)]   = -1/2 [q log 2pi + ||m||^2 + tr S]
         * H(q)            =  1/2 [q log(2 pi e) + log|S|]
 
-        log p(x) = L(q) + KL(q || p(z|x)) (§19.1), so L(q) = log p(x) exactly when q is the posterior.
+        log p(x) = L(q) + KL(q || p(z|x)) (§19.1), so L(q) = log p(x) exactly when q is
+        the posterior.
 
         Parameters
         ----------
@@ -190,12 +216,15 @@ class _LinearGaussian(nn.Module):
         q, psi = self.q, self.psi
         if q_mean.shape != (x.shape[0], q) or q_cov.shape[-2:] != (q, q):
             raise ValueError(
-                f"elbo expects q_mean of shape (B, q) = {(x.shape[0], q)} and q_cov of shape (q, q) or "
-                f"(B, q, q) with q={q}; got {tuple(q_mean.shape)} and {tuple(q_cov.shape)}"
+                f"elbo expects q_mean of shape (B, q) = {(x.shape[0], q)} and q_cov "
+                f"of shape (q, q) or (B, q, q) with q={q}; got {tuple(q_mean.shape)} "
+                f"and {tuple(q_cov.shape)}"
             )
         r = x - self.mu - q_mean @ self.W.T  # (B, D)
         WSW_diag = ((self.W @ q_cov) * self.W).sum(-1)  # (D,) or (B, D) = diag(W S W^T)
-        e_log_lik = -0.5 * (self.D * LOG_2PI + psi.log().sum() + ((r**2 + WSW_diag) / psi).sum(-1))
+        e_log_lik = -0.5 * (
+            self.D * LOG_2PI + psi.log().sum() + ((r**2 + WSW_diag) / psi).sum(-1)
+        )
         trace_S = torch.diagonal(q_cov, dim1=-2, dim2=-1).sum(-1)  # () or (B,)
         e_log_prior = -0.5 * (q * LOG_2PI + (q_mean**2).sum(-1) + trace_S)
         entropy = 0.5 * (q * (LOG_2PI + 1) + torch.logdet(q_cov))
@@ -208,10 +237,11 @@ class _LinearGaussian(nn.Module):
 
 
 class PPCA(_LinearGaussian):
-    """Probabilistic PCA: x = W z + mu + sigma eps, z ~ N(0, I_q), eps ~ N(0, I_D) (§13.1).
+    """Probabilistic PCA: x = W z + mu + sigma eps, z ~ N(0, I_q), eps ~ N(0, I_D)
+    (§13.1).
 
-    p(x) = N(x; mu, W W^T + sigma^2 I). Build one with :meth:`from_data` (random start for EM)
-    or :func:`ppca_closed_form` (the maximum-likelihood solution).
+    p(x) = N(x; mu, W W^T + sigma^2 I). Build one with :meth:`from_data`
+    (random start for EM) or :func:`ppca_closed_form` (the maximum-likelihood solution).
 
     Parameters
     ----------
@@ -223,7 +253,10 @@ class PPCA(_LinearGaussian):
     def __init__(self, W: Tensor, mu: Tensor, sigma2: float | Tensor):
         super().__init__()
         if W.ndim != 2 or mu.shape != (W.shape[0],):
-            raise ValueError(f"PPCA expects W (D, q) and mu (D,); got {tuple(W.shape)} and {tuple(mu.shape)}")
+            raise ValueError(
+                f"PPCA expects W (D, q) and mu (D,); got {tuple(W.shape)} and "
+                f"{tuple(mu.shape)}"
+            )
         sigma2 = torch.as_tensor(sigma2, dtype=W.dtype, device=W.device)
         if sigma2.ndim != 0 or not sigma2 > 0:
             raise ValueError(f"PPCA expects a positive scalar sigma2; got {sigma2}")
@@ -236,10 +269,13 @@ class PPCA(_LinearGaussian):
         return self.sigma2.expand(self.D)  # (D,)
 
     @classmethod
-    def from_data(cls, x: Tensor, q: int, *, generator: torch.Generator | None = None) -> "PPCA":
+    def from_data(
+        cls, x: Tensor, q: int, *, generator: torch.Generator | None = None
+    ) -> PPCA:
         """A random start for EM: mu = data mean, W_ij ~ N(0, s^2 / q), sigma^2 = s^2.
 
-        s^2 is the mean per-dimension variance of ``x``, so W W^T and sigma^2 I are on the data's scale.
+        s^2 is the mean per-dimension variance of ``x``, so W W^T and sigma^2 I are on
+        the data's scale.
         """
         mu, s2, W = _random_start(x, q, generator)
         return cls(W, mu, s2.mean())
@@ -249,10 +285,12 @@ class PPCA(_LinearGaussian):
 
 
 class FactorAnalysis(_LinearGaussian):
-    """Factor analysis: x = W z + mu + noise, noise ~ N(0, diag(psi)), z ~ N(0, I_q) (§13.1).
+    """Factor analysis: x = W z + mu + noise, noise ~ N(0, diag(psi)), z ~ N(0, I_q)
+    (§13.1).
 
-    p(x) = N(x; mu, W W^T + diag(psi)). Unlike PPCA there is no closed-form maximum-likelihood
-    solution; fit it with EM (:func:`em_step_fa`), which can stop at a local optimum.
+    p(x) = N(x; mu, W W^T + diag(psi)). Unlike PPCA there is no closed-form
+    maximum-likelihood solution; fit it with EM (:func:`em_step_fa`), which can stop at
+    a local optimum.
 
     Parameters
     ----------
@@ -270,7 +308,10 @@ class FactorAnalysis(_LinearGaussian):
                 f"got {tuple(W.shape)}, {tuple(mu.shape)}, {tuple(psi.shape)}"
             )
         if not (psi > 0).all():
-            raise ValueError(f"FactorAnalysis expects positive noise variances psi; got min {float(psi.min())}")
+            raise ValueError(
+                "FactorAnalysis expects positive noise variances psi; got min "
+                f"{float(psi.min())}"
+            )
         self.register_buffer("W", W.clone())  # (D, q)
         self.register_buffer("mu", mu.clone().to(W))  # (D,)
         self.register_buffer("psi_", psi.clone().to(W))  # (D,)
@@ -280,8 +321,12 @@ class FactorAnalysis(_LinearGaussian):
         return self.psi_
 
     @classmethod
-    def from_data(cls, x: Tensor, q: int, *, generator: torch.Generator | None = None) -> "FactorAnalysis":
-        """A random start for EM: mu = data mean, W_ij ~ N(0, s^2 / q), psi_d = Var(x_d)."""
+    def from_data(
+        cls, x: Tensor, q: int, *, generator: torch.Generator | None = None
+    ) -> FactorAnalysis:
+        """A random start for EM: mu = data mean, W_ij ~ N(0, s^2 / q), psi_d =
+        Var(x_d).
+        """
         mu, var, W = _random_start(x, q, generator)
         return cls(W, mu, var)
 
@@ -289,21 +334,30 @@ class FactorAnalysis(_LinearGaussian):
         return f"D={self.D}, q={self.q}"
 
 
-def _random_start(x: Tensor, q: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
-    """Data mean (D,), per-dimension variance (D,) and a random W (D, q) scaled to the data."""
+def _random_start(
+    x: Tensor, q: int, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Data mean (D,), per-dimension variance (D,) and a random W (D, q) scaled to the
+    data.
+    """
     if x.ndim != 2 or not 1 <= q <= x.shape[1]:
-        raise ValueError(f"expects x of shape (N, D) and 1 <= q <= D; got x {tuple(x.shape)} and q={q}")
+        raise ValueError(
+            f"expects x of shape (N, D) and 1 <= q <= D; got x {tuple(x.shape)} and "
+            f"q={q}"
+        )
     mu = x.mean(0)  # (D,)
     var = x.var(0, unbiased=False)  # (D,)
-    W = torch.randn(x.shape[1], q, generator=generator, dtype=x.dtype, device=x.device)  # (D, q)
+    W = torch.randn(
+        x.shape[1], q, generator=generator, dtype=x.dtype, device=x.device
+    )  # (D, q)
     return mu, var, W * (var.mean() / q).sqrt()
 
 
 def ppca_closed_form(x: Tensor, q: int) -> PPCA:
     """Maximum-likelihood PPCA (Tipping & Bishop, 1999, eqs. 7-8).
 
-    With the eigendecomposition S = U Lambda U^T of the 1/N sample covariance, eigenvalues in
-    decreasing order:
+    With the eigendecomposition S = U Lambda U^T of the 1/N sample covariance,
+    eigenvalues in decreasing order:
 
     * mu = sample mean
     * sigma^2 = mean of the D - q smallest eigenvalues (the variance PCA throws away)
@@ -315,7 +369,10 @@ def ppca_closed_form(x: Tensor, q: int) -> PPCA:
     q : int, 1 <= q < D
     """
     if x.ndim != 2 or not 1 <= q < x.shape[1]:
-        raise ValueError(f"ppca_closed_form expects x of shape (N, D) and 1 <= q < D; got {tuple(x.shape)}, q={q}")
+        raise ValueError(
+            "ppca_closed_form expects x of shape (N, D) and 1 <= q < D; got "
+            f"{tuple(x.shape)}, q={q}"
+        )
     mu = x.mean(0)  # (D,)
     xc = x - mu
     S = xc.T @ xc / x.shape[0]  # (D, D)
@@ -327,7 +384,9 @@ def ppca_closed_form(x: Tensor, q: int) -> PPCA:
 
 
 def _moments(model: _LinearGaussian, x: Tensor) -> tuple[Tensor, Tensor, float]:
-    """Shared start of both EM steps: mean log-likelihood before the update, data mean, S."""
+    """Shared start of both EM steps: mean log-likelihood before the update, data mean,
+    S.
+    """
     x = _check_x(x, model.D, type(model).__name__, model.W.dtype)
     log_lik = model.log_prob(x).mean().item()
     mu = x.mean(0)  # (D,)
@@ -339,14 +398,14 @@ def _moments(model: _LinearGaussian, x: Tensor) -> tuple[Tensor, Tensor, float]:
 def em_step_ppca(model: PPCA, x: Tensor) -> float:
     """One EM iteration for PPCA, in place (Tipping & Bishop, 1999, eqs. 29-30).
 
-    mu is set to the sample mean (its maximum-likelihood value for any W, sigma^2), then with
-    M = W^T W + sigma^2 I and S the 1/N sample covariance:
+    mu is set to the sample mean (its maximum-likelihood value for any W, sigma^2), then
+    with M = W^T W + sigma^2 I and S the 1/N sample covariance:
 
     * W_new = S W (sigma^2 I + M^-1 W^T S W)^-1
     * sigma^2_new = tr(S - S W M^-1 W_new^T) / D
 
-    This is the E-step (posterior moments of z) and M-step folded together; it costs O(D^2 q)
-    instead of touching every example. The log-likelihood never decreases.
+    This is the E-step (posterior moments of z) and M-step folded together; it costs
+    O(D^2 q) instead of touching every example. The log-likelihood never decreases.
 
     Returns
     -------
@@ -360,7 +419,9 @@ def em_step_ppca(model: PPCA, x: Tensor) -> float:
     SW = S @ W  # (D, q)
     Minv_WtSW = torch.linalg.solve(M, W.T @ SW)  # (q, q)
     W_new = torch.linalg.solve((sigma2 * eye + Minv_WtSW).T, SW.T).T  # (D, q)
-    sigma2_new = (torch.trace(S) - (SW * torch.linalg.solve(M, W_new.T).T).sum()) / model.D
+    sigma2_new = (
+        torch.trace(S) - (SW * torch.linalg.solve(M, W_new.T).T).sum()
+    ) / model.D
     model.mu.copy_(mu)
     model.W.copy_(W_new)
     model.sigma2.copy_(sigma2_new)
@@ -371,8 +432,8 @@ def em_step_ppca(model: PPCA, x: Tensor) -> float:
 def em_step_fa(model: FactorAnalysis, x: Tensor) -> float:
     """One EM iteration for factor analysis, in place (Ghahramani & Hinton, 1996).
 
-    mu is set to the sample mean. E-step: E[z|x] = beta (x - mu) with beta = G W^T Psi^-1 (q, D),
-    E[z z^T|x] = G + E[z] E[z]^T. M-step, summed over the data through S:
+    mu is set to the sample mean. E-step: E[z|x] = beta (x - mu) with beta = G W^T
+    Psi^-1 (q, D), E[z z^T|x] = G + E[z] E[z]^T. M-step, summed over the data through S:
 
     * W_new = S beta^T (G + beta S beta^T)^-1
     * psi_new = diag(S - W_new beta S)

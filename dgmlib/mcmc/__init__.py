@@ -1,9 +1,22 @@
-"""Markov chain Monte Carlo: Gibbs sampling and annealed importance sampling (§17.3-17.4, §18.7)."""
+"""Markov chain Monte Carlo: Gibbs sampling and annealed importance sampling
+(§17.3-17.4, §18.7).
+"""
 
 from .ais import AISResult, ais, base_rate_biases, log_mean_exp, sm_betas
 from .gibbs import gibbs_chain, gibbs_step, sample_h, sample_v
 from .sequential import evolve_distribution, gibbs_transition_matrix, sequential_gibbs
 
-__all__ = ["AISResult", "ais", "base_rate_biases", "log_mean_exp", "sm_betas",
-           "gibbs_chain", "gibbs_step", "sample_h", "sample_v",
-           "sequential_gibbs", "evolve_distribution", "gibbs_transition_matrix"]
+__all__ = [
+    "AISResult",
+    "ais",
+    "base_rate_biases",
+    "log_mean_exp",
+    "sm_betas",
+    "gibbs_chain",
+    "gibbs_step",
+    "sample_h",
+    "sample_v",
+    "sequential_gibbs",
+    "evolve_distribution",
+    "gibbs_transition_matrix",
+]

@@ -1,4 +1,6 @@
-"""Block Gibbs sampling in RBMs (§20.2.2): h ~ P(h | v), then v ~ P(v | h), chains as the batch."""
+"""Block Gibbs sampling in RBMs (§20.2.2): h ~ P(h | v), then v ~ P(v | h), chains as
+the batch.
+"""
 
 from __future__ import annotations
 
@@ -25,14 +27,21 @@ def gibbs_step(rbm, v: Tensor, *, generator: torch.Generator | None = None) -> T
 
 
 @torch.no_grad()
-def gibbs_chain(rbm, v0: Tensor, n_steps: int, *, generator: torch.Generator | None = None,
-                record_every: int | None = None, mean_field_last: bool = False):
+def gibbs_chain(
+    rbm,
+    v0: Tensor,
+    n_steps: int,
+    *,
+    generator: torch.Generator | None = None,
+    record_every: int | None = None,
+    mean_field_last: bool = False,
+):
     """Run ``n_steps`` block-Gibbs sweeps from ``v0`` (B, D), one chain per row.
 
     Returns the final state, or ``(final, frames)`` when ``record_every`` is set, with
     ``frames`` the list of states after steps 0, r, 2r, ... (step 0 is ``v0``). With
-    ``mean_field_last`` the last half-step returns P(v | h) instead of a sample, which is
-    what sample figures usually show.
+    ``mean_field_last`` the last half-step returns P(v | h) instead of a sample, which
+    is what sample figures usually show.
     """
     if n_steps < 0:
         raise ValueError(f"n_steps must be >= 0; got {n_steps}")
