@@ -1,9 +1,9 @@
 """One line length, 88, wherever a reader sees code: ruff format and ruff check.
 
-The package, the tests, the benchmarks and the scripts are checked as files; the chapters'
-code cells through the MyST sources (``scripts/format_chapters.py --check``) and through
-their .ipynb twins, which hold the same cells (so lint sees names across cells). ruff is
-pinned in requirements.txt; ``make format`` applies what these tests ask for.
+The package, the tests, the benchmarks and the scripts are checked as files; the
+chapters' code cells through the MyST sources (``scripts/format_chapters.py --check``)
+and through their .ipynb twins, which hold the same cells (so lint sees names across
+cells). ruff is pinned in requirements.txt; ``make format`` applies what these ask for.
 """
 
 from __future__ import annotations
