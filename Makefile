@@ -34,8 +34,9 @@ book: venv vendor
 	@if [ -f _build/.profile ] && [ "$$(cat _build/.profile)" != "$(PROFILE)" ]; then \
 	  echo "profile changed to $(PROFILE): clearing the execution cache"; rm -rf _build/.jupyter_cache _build/html _build/jupyter_execute; fi
 	@echo "$(PROFILE)" > _build/.profile
-	DGMLIB_PROFILE=$(PROFILE) $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
-	@echo "open _build/html/index.html (profile: $(PROFILE))"
+	@start=$$(date +%s); \
+	DGMLIB_PROFILE=$(PROFILE) $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going \
+	  && echo "make book: $$(( $$(date +%s) - start )) s in the $(PROFILE) profile; open _build/html/index.html"
 
 # Every test: dgmlib unit tests, every chapter through nbval (quick profile), the book build
 # with -W -n and the .ipynb twins, and the built HTML in headless Chromium.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -59,6 +60,33 @@ def test_every_chapter_is_in_the_toc_and_asks_for_a_gpu():
         assert meta.get("accelerator") == "GPU" and "colab" in meta, (
             f"{md.name} does not ask Colab for a GPU"
         )
+
+
+def test_every_twin_installs_the_dgmlib_it_was_built_from():
+    """Colab installs the tagged release of the page's own version, never the branch."""
+    import json
+
+    version = re.search(
+        r'^__version__ = "([^"]+)"$',
+        (ROOT / "dgmlib" / "__init__.py").read_text(encoding="utf-8"),
+        re.M,
+    ).group(1)
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'version = { attr = "dgmlib.__version__" }' in pyproject
+    for md in twins.chapters():
+        cells = json.loads(md.with_suffix(".ipynb").read_text())["cells"]
+        code = [c for c in cells if c["cell_type"] == "code"]
+        first = "".join(code[0]["source"])
+        assert "google.colab" in first and "pip" in first, f"{md.name}: no install cell"
+        assert f'pkg = f"dgmlib @ git+{{repo}}@v{version}"' in first, (
+            f"{md.name}: the install cell is not pinned to v{version}"
+        )
+        assert f'repo = "{twins.REPO_URL}"' in first
+        rest = "".join("".join(c["source"]) for c in code[1:])
+        assert "pip install" not in rest and "git+https" not in rest, (
+            f"{md.name}: a second install cell"
+        )
+    assert twins.install_url("9.9.9").endswith("@v9.9.9")
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +140,44 @@ def test_book_builds_without_warnings(built_book):
     assert (
         "colab.research.google.com/github/" in html
         and "book/01_introduction.ipynb" in html
+    )
+
+
+# --- what the reader sees under the cells -------------------------------------------
+REPR = re.compile(r"<[\w.]+(?: object)? at 0x[0-9a-f]+>")
+WARNING = re.compile(r"\b\w*Warning\b|warnings\.warn")
+# characters of a printed line that fit the code box without scrolling
+OUTPUT_WIDTH = 88
+
+
+def chapter_pages() -> list[str]:
+    return [p for p in toc_pages() if p.startswith("book/") and p[5:7].isdigit()]
+
+
+@pytest.mark.parametrize("page_name", chapter_pages())
+def test_rendered_outputs_have_no_reprs_warnings_or_long_lines(page_name, built_book):
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup((built_book / f"{page_name}.html").read_text(), "html.parser")
+    problems = []
+    for out in soup.select(".cell_output"):
+        text = out.get_text("\n")
+        problems += [f"stray repr: {m.group(0)}" for m in REPR.finditer(text)]
+        problems += [f"warning: {m.group(0)}" for m in WARNING.finditer(text)]
+        for pre in out.select("pre"):
+            for line in pre.get_text().splitlines():
+                if len(line) > OUTPUT_WIDTH:
+                    problems.append(f"{len(line)}-character line: {line[:70]}...")
+    assert not problems, f"{page_name}: {problems}"
+
+
+def test_rendered_outputs_check_catches_a_stray_repr(tmp_path):
+    """The check above, on a page made to fail it (a repr, a warning, a long line)."""
+    text = "<matplotlib.image.AxesImage at 0x7f3a2c1d90d0>\nUserWarning: x\n" + "y" * 89
+    assert REPR.search(text) and WARNING.search(text)
+    assert max(map(len, text.splitlines())) > OUTPUT_WIDTH
+    assert not REPR.search("<dgmlib.energy.BernoulliRBM>") and not WARNING.search(
+        "warm"
     )
 
 
@@ -205,6 +271,13 @@ def test_page_renders_offline(page_name, server, browser):
         path=str(SHOTS / f"{page_name.replace('/', '_')}.png"), full_page=True
     )
 
+    scrolls = page.evaluate(
+        "Array.from(document.querySelectorAll('article pre'))"
+        ".filter(p => p.offsetParent !== null && p.scrollWidth > p.clientWidth + 1)"
+        ".map(p => p.textContent.split('\\n').reduce((a, b) => a.length > b.length"
+        " ? a : b).slice(0, 100))"
+    )
+    assert not scrolls, f"code or output boxes that scroll sideways: {scrolls}"
     text = page.inner_text("article")
     assert "\\(" not in text and "\\[" not in text and "$$" not in text, (
         "raw LaTeX left untypeset"
