@@ -154,16 +154,17 @@ def log_partition(
     mirror image when D < H). Computed in ``dtype`` (float64 by default) in chunks;
     differentiable in ``W, b, c`` when they require grad.
     """
-    W = rbm.W.to(dtype)
-    b, c = rbm.b.to(dtype), rbm.c.to(dtype)
-    if W.shape[1] > W.shape[0]:  # enumerate the visible layer instead
-        W, b, c = W.T, c, b
-    n_enum = W.shape[1]
+    n_enum = min(rbm.W.shape)  # the smaller layer is enumerated
     if n_enum > 26:
         raise ValueError(
             f"exact log Z needs 2**{n_enum} terms (smaller layer has {n_enum} units); "
             "use dgmlib.mcmc.ais for RBMs whose layers both exceed about 25 units"
         )
+    # [maths:exact.log_partition]
+    W = rbm.W.to(dtype)
+    b, c = rbm.b.to(dtype), rbm.c.to(dtype)
+    if W.shape[1] > W.shape[0]:  # enumerate the visible layer instead
+        W, b, c = W.T, c, b
 
     def log_f(h: Tensor) -> Tensor:  # (n, H) -> (n,)
         return h @ c + torch.nn.functional.softplus(h @ W.T + b).sum(-1)
@@ -171,3 +172,4 @@ def log_partition(
     return log_sum_exp_states(
         log_f, n_enum, chunk_size=chunk_size, dtype=dtype, device=W.device
     )
+    # [/maths:exact.log_partition]

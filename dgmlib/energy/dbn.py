@@ -102,12 +102,14 @@ class DBN(nn.Module):
                 "DBN needs layer_sizes = (n_visible, n_hidden_1, ..., n_hidden_L) of "
                 f"positive ints, at least two of them; got {layer_sizes!r}"
             )
+        # [maths:dbn.stack]
         self.rbms = nn.ModuleList(
             BernoulliRBM(
                 n_in, n_out, init_std=init_std, generator=generator, dtype=dtype
             )
             for n_in, n_out in zip(sizes[:-1], sizes[1:])
         )
+        # [/maths:dbn.stack]
 
     @property
     def layer_sizes(self) -> list[int]:
@@ -265,6 +267,7 @@ def fit_dbn(
             )
             histories.append(hist)
             continue
+        # [maths:dbn.greedy_layer]
         with torch.no_grad():
             below = dbn.up(data, n_layers=l)[-1]  # (N, n_l) means at layer l
             if init_bias:
@@ -282,6 +285,7 @@ def fit_dbn(
                 return step(x)
 
             train_on = data
+        # [/maths:dbn.greedy_layer]
         if method == "pcd":  # as fit_rbm: chains from data
             where = generator.device if generator is not None else "cpu"
             idx = torch.randint(
@@ -375,6 +379,7 @@ def dbn_sample(
             )
         x = init.to(W.dtype)
 
+    # [maths:dbn.ancestral]
     def project(h):  # mean-field down
         for kk in range(L - 2, -1, -1):
             h = dbn.p_down(kk, h)
@@ -394,6 +399,7 @@ def dbn_sample(
         x = torch.bernoulli(p, generator=generator)
         layers.append(x)
     return DBNSample(v=x, v_mean=p, layers=layers, frames=frames)
+    # [/maths:dbn.ancestral]
 
 
 # ------------------------------------------------------------------------------------
@@ -600,6 +606,7 @@ def unroll_autoencoder(
     if code not in ("logistic", "linear"):
         raise ValueError(f"code must be 'logistic' or 'linear'; got {code!r}")
     W0 = dbn.rbms[0].W
+    # [maths:dbn.unroll]
     enc, dec = [], []
     with torch.no_grad():
         for rbm in dbn.rbms:
@@ -620,6 +627,7 @@ def unroll_autoencoder(
         enc = enc[:-1]  # drop the code logistic ...
         dec = [nn.Sigmoid()] + dec  # ... and apply it in the decoder
     return nn.Sequential(*enc), nn.Sequential(*dec)
+    # [/maths:dbn.unroll]
 
 
 # ------------------------------------------------------------------------------------
@@ -671,6 +679,7 @@ def finetune_classifier(
             row["test_error"] = _error_rate(net, x_test, y_test)
         hist.record(row)
 
+    # [maths:dbn.finetune_classifier]
     record()
     for _ in range(epochs):
         for xb, yb in minibatches((x, y), batch_size, generator=generator):
@@ -678,6 +687,7 @@ def finetune_classifier(
             F.cross_entropy(net(xb), yb).backward()
             opt.step()
         record()
+    # [/maths:dbn.finetune_classifier]
     return hist
 
 
@@ -734,6 +744,7 @@ def finetune_autoencoder(
                 )
         hist.record(row)
 
+    # [maths:dbn.finetune_autoencoder]
     record()
     for _ in range(epochs):
         for xb in minibatches(x, batch_size, generator=generator):
@@ -753,6 +764,7 @@ def finetune_autoencoder(
             loss.backward()
             opt.step()
         record()
+    # [/maths:dbn.finetune_autoencoder]
     return hist
 
 

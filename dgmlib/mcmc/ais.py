@@ -183,16 +183,17 @@ def ais(
             f"make one there: torch.Generator(device={str(device)!r}).manual_seed(...)"
         )
 
+    if reverse and (init_v is None or init_v.shape != (n_chains, D)):
+        raise ValueError(
+            f"reverse AIS needs init_v of shape ({n_chains}, {D}): samples of the RBM"
+        )
+
     def bern(p: Tensor) -> Tensor:
         return torch.bernoulli(p, generator=generator)
 
+    # [maths:ais.loop]
     schedule = betas.tolist()
-    if reverse:
-        if init_v is None or init_v.shape != (n_chains, D):
-            raise ValueError(
-                f"reverse AIS needs init_v of shape ({n_chains}, {D}): samples of the "
-                "RBM"
-            )
+    if reverse:  # from samples of B, beta from 1 down to 0
         v = init_v.to(dtype=dtype, device=device)
         schedule = schedule[::-1]
     else:
@@ -213,4 +214,5 @@ def ais(
         # block Gibbs leaving p_cur invariant: h ~ P_cur(h | v), v ~ P_cur(v | h)
         h = bern(torch.sigmoid(cur * pre))
         v = bern(torch.sigmoid((1 - cur) * b_a + cur * (b + h @ W.T)))
+    # [/maths:ais.loop]
     return _summarise(log_w, log_z_base, len(schedule), reverse)

@@ -139,6 +139,7 @@ def exact_samples(
             f"units) but this RBM's smaller layer is the {expected} one ({m} units): "
             "compute it with smaller_layer_marginal(rbm)"
         )
+    # [maths:ais_analysis.exact_samples]
     where = generator.device if generator is not None else torch.device("cpu")
     u = torch.rand(n, generator=generator, device=where, dtype=torch.float64).to(
         W.device
@@ -155,6 +156,7 @@ def exact_samples(
         W.device
     )
     return (u_v < p_v).to(W.dtype)
+    # [/maths:ais_analysis.exact_samples]
 
 
 def effective_sample_size(log_w: Tensor) -> float:
