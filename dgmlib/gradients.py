@@ -6,16 +6,13 @@ distribution the expectation is taken over, ∇_ω E_{y ~ p(y | ω)}[J(y)].
 
 Notation (the book's symbols -> names here):
 
-=========================
-===================================================================== ``params``  ω
-the parameters of p(y | ω) (and its inputs), any shape S, float ``z``
-noise from a fixed distribution p(z) (standard normal, Gumbel, logistic) ``y``
-a sample; y = g(z; ω) when reparametrized (the book's f(z; ω), eq. 20.57) ``f``  J
-the cost; ``f(y)`` returns one value per sample, shape (n,) ``scores``                 ∂
-log p(y | ω) / ∂ω per sample, shape (n, *S) (eq. 20.61) ``b``                      a
-baseline subtracted from J (eqs. 20.66–20.69) ``temperature``  τ         the temperature
-of a relaxed sample (→ 0: exact, discrete samples) =========================
-=====================================================================
+- ``params``: ω, the parameters of p(y | ω) (and its inputs), any shape S, float.
+- ``z``: noise from a fixed distribution p(z) (standard normal, Gumbel, logistic).
+- ``y``: a sample; y = g(z; ω) when reparametrized (the book's f(z; ω), eq. 20.57).
+- ``f``: J, the cost; ``f(y)`` returns one value per sample, shape (n,).
+- ``scores``: ∂ log p(y | ω) / ∂ω per sample, shape (n, *S) (eq. 20.61).
+- ``b``: a baseline subtracted from J (eqs. 20.66–20.69).
+- ``temperature``: τ, of a relaxed sample (τ -> 0: exact, discrete samples).
 
 Public API: :func:`reparam_grad`, :func:`reinforce_grad` (with the baselines
 :class:`ConstantBaseline`, :class:`MovingAverageBaseline`, :class:`OptimalBaseline`,
@@ -233,24 +230,31 @@ def reparam_grad(
     n = _check_n(n_samples, who)
     w = _leaf(params, who)
     with torch.enable_grad():
-        y = sample_fn(w, n, generator=generator)
-        if not isinstance(y, Tensor) or y.ndim == 0 or y.shape[0] != n:
-            got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-            raise ValueError(
-                f"{who}: sample_fn(params, {n}, generator=...) must return {n} "
-                f"samples, shape ({n}, ...); got {got}"
-            )
-        if not y.requires_grad:
-            raise ValueError(
-                f"{who}: the samples from sample_fn do not depend differentiably on "
-                "params. Reparametrize them as y = g(z; params) with z drawn from "
-                "fixed noise (e.g. mu + sigma * torch.randn(...)); for discrete "
-                "samples use reinforce_grad, or relaxed_categorical / "
-                "relaxed_bernoulli."
-            )
-        values = _values(f, y, n, who)  # (n,)
-        per_sample = _per_sample_jacobian(values, w)  # (n, *S)
+        # [maths:gradients.reparam_grad]
+        y = sample_fn(w, n, generator=generator)  # y = g(z; ω), eq. 20.57
+        _check_reparam_samples(y, n, who)
+        values = _values(f, y, n, who)  # (n,) J(y_i)
+        per_sample = _per_sample_jacobian(values, w)  # (n, *S) ∇_ω J(g(z_i; ω))
+        # [/maths:gradients.reparam_grad]
     return GradientEstimate(per_sample.detach())
+
+
+def _check_reparam_samples(y: Tensor, n: int, who: str) -> None:
+    """``y`` holds n samples (n, ...) that depend differentiably on the parameters."""
+    if not isinstance(y, Tensor) or y.ndim == 0 or y.shape[0] != n:
+        got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise ValueError(
+            f"{who}: sample_fn(params, {n}, generator=...) must return {n} "
+            f"samples, shape ({n}, ...); got {got}"
+        )
+    if not y.requires_grad:
+        raise ValueError(
+            f"{who}: the samples from sample_fn do not depend differentiably on "
+            "params. Reparametrize them as y = g(z; params) with z drawn from "
+            "fixed noise (e.g. mu + sigma * torch.randn(...)); for discrete "
+            "samples use reinforce_grad, or relaxed_categorical / "
+            "relaxed_bernoulli."
+        )
 
 
 # --- baselines (eqs. 20.63-20.69) -----------------------------------------------------
@@ -385,13 +389,15 @@ def optimal_baseline(
             f"optimal_baseline expects weights of shape ({n},); got "
             f"{tuple(weights.shape)}"
         )
+    # [maths:gradients.optimal_baseline]
     expand = (-1, *([1] * (scores.ndim - 1)))
     s2 = scores**2  # (n, *S)
     num = (weights.reshape(expand) * values.reshape(expand) * s2).sum(0)  # E[J s²]
     den = (weights.reshape(expand) * s2).sum(0)  # E[s²]
     return torch.where(
         den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), torch.zeros_like(den)
-    )
+    )  # eq. 20.68: b*_i = E[J s_i²] / E[s_i²]
+    # [/maths:gradients.optimal_baseline]
 
 
 class OptimalBaseline(Baseline):
@@ -472,6 +478,7 @@ class VarianceNormalization(Baseline):
         self.v: float | None = None
         self.scale = 1.0
 
+    # [maths:gradients.VarianceNormalization]
     def signal(self, values, scores):
         self.scale = (
             max(self.min_scale, math.sqrt(self.v))
@@ -486,6 +493,8 @@ class VarianceNormalization(Baseline):
         )  # before the inner baseline moves
         self.v = m2 if self.v is None else self.decay * self.v + (1 - self.decay) * m2
         self.inner.update(values, scores)
+
+    # [/maths:gradients.VarianceNormalization]
 
     def __repr__(self) -> str:
         args = f"{self.inner!r}, decay={self.decay}, min_scale={self.min_scale}"
@@ -609,6 +618,7 @@ def reinforce_grad(
                 f"torch.distributions.Distribution; got {type(dist).__name__}. E.g. "
                 "distribution = lambda w: Bernoulli(logits=w)"
             )
+        # [maths:gradients.reinforce_grad]
         y = _draw(dist, n, generator, w)  # (n, *batch, *event)
         log_p = dist.log_prob(y).reshape(n, -1).sum(1)  # (n,) joint log p(y_i)
         scores = _per_sample_jacobian(log_p, w).detach()  # (n, *S), eq. 20.61
@@ -620,6 +630,7 @@ def reinforce_grad(
     if direct is not None:
         per_sample = per_sample + direct.detach()
     bl.update(values, scores)
+    # [/maths:gradients.reinforce_grad]
     return GradientEstimate(per_sample.detach())
 
 
@@ -699,13 +710,15 @@ def gumbel_max(
     """
     _check_logits(logits, "gumbel_max")
     sample_shape = tuple(sample_shape)
+    # [maths:gradients.gumbel_max]
     g = sample_gumbel(
         (*sample_shape, *logits.shape),
         generator=generator,
         dtype=logits.dtype,
         device=logits.device,
-    )
-    return torch.argmax(logits.detach() + g, dim=-1)
+    )  # G = -log(-log U)
+    return torch.argmax(logits.detach() + g, dim=-1)  # argmax_k (ℓ_k + G_k)
+    # [/maths:gradients.gumbel_max]
 
 
 def relaxed_categorical(
@@ -741,13 +754,15 @@ def relaxed_categorical(
     who = "relaxed_categorical"
     _check_logits(logits, who)
     tau = _check_temperature(temperature, who)
+    # [maths:gradients.relaxed_categorical]
     g = sample_gumbel(
         (*tuple(sample_shape), *logits.shape),
         generator=generator,
         dtype=logits.dtype,
         device=logits.device,
-    )
-    return torch.softmax((logits + g) / tau, dim=-1)
+    )  # G = -log(-log U)
+    return torch.softmax((logits + g) / tau, dim=-1)  # softmax((ℓ + G) / τ)
+    # [/maths:gradients.relaxed_categorical]
 
 
 def relaxed_bernoulli(
