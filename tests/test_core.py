@@ -67,18 +67,44 @@ def test_fit_visits_every_example_once_per_epoch():
     assert not torch.equal(torch.cat(seen[:11]), data)  # shuffled
 
 
-def test_fit_tuples_keep_rows_together():
+def _reversed_pairs(data, batch_size, **kw):
+    """Broken variant of train.minibatches: y reversed against x, batched in order."""
+    x, y = data
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size], y.flip(0)[start : start + batch_size]
+
+
+@pytest.mark.parametrize("variant", ["correct", "reversed_pairs"])
+def test_fit_tuples_keep_rows_together(variant, monkeypatch):
+    # Deterministic: every (x, y) row that reaches step must still be a pair, and every
+    # row must be seen once per epoch. The broken variant pairs x_i with y_{19-i}.
+    if variant == "reversed_pairs":
+        monkeypatch.setattr(train, "minibatches", _reversed_pairs)
     x, y = torch.arange(20.0), torch.arange(20) * 10
-    train.fit(
-        lambda b: float((b[1] - 10 * b[0]).abs().sum()) or None,
+    seen = []
+
+    def step(b):
+        seen.append(torch.stack([b[0], b[1].double()], 1))
+        return float((b[1] - 10 * b[0]).abs().sum())
+
+    hist = train.fit(
+        step,
         (x, y),
-        epochs=1,
+        epochs=2,
         batch_size=7,
         generator=torch.Generator().manual_seed(1),
         quiet=True,
     )
-    with pytest.raises(ValueError, match="first dimension"):
-        train.fit(lambda b: 0.0, (x, y[:5]), quiet=True)
+    rows = torch.cat(seen)
+    assert len(hist["loss"]) == 6 and len(rows) == 40
+    assert sorted(rows[:20, 0].tolist()) == x.tolist()  # each row once per epoch
+    paired = bool((rows[:, 1] == 10 * rows[:, 0]).all()) and max(hist["loss"]) == 0
+    assert paired == (variant == "correct"), rows
+    if variant == "correct":
+        # shuffled, not in order (rows kept together through the shuffle)
+        assert rows[:20, 0].tolist() != x.tolist()
+        with pytest.raises(ValueError, match="first dimension"):
+            train.fit(lambda b: 0.0, (x, y[:5]), quiet=True)
 
 
 def test_fit_nan_guard_names_the_step():

@@ -281,6 +281,49 @@ def test_em_step_returns_log_likelihood_before_update(name):
     assert model.log_prob(x).mean().item() > before
 
 
+def _damped_bernoulli_step(model, x):
+    """Broken variant of the Bernoulli M-step: mu <- (old + new) / 2."""
+    from dgmlib.latent.mixtures import _em_step_bernoulli
+
+    old = model.mu.clone()
+    out = _em_step_bernoulli(model, x)
+    model.mu.copy_((old + model.mu) / 2)
+    return out
+
+
+@pytest.mark.parametrize("variant", ["correct", "damped"])
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_bernoulli_em_step_equals_weighted_counts_by_hand(variant, alpha, monkeypatch):
+    """One em_step against the textbook update computed independently: r_nk from
+    Bayes' rule with every product written out, then pi_k = N_k / N and
+    mu_kd = (sum_n r_nk x_nd + alpha) / (N_k + 2 alpha). Deterministic; the damped
+    M-step (which still increases the likelihood) must differ.
+    """
+    if variant == "damped":
+        import dgmlib.latent.mixtures as mixtures
+
+        monkeypatch.setitem(
+            mixtures._EM_STEPS, BernoulliMixture, _damped_bernoulli_step
+        )
+    x = toy_bernoulli().sample(60, generator=gen(13))[0]
+    model = BernoulliMixture.from_data(x, 3, alpha=alpha, generator=gen(14))
+    pi, mu, xs = model.pi.numpy(), model.mu.numpy(), x.numpy()
+    joint = np.array(
+        [
+            [pi[k] * np.prod(mu[k] ** xn * (1 - mu[k]) ** (1 - xn)) for k in range(3)]
+            for xn in xs
+        ]
+    )  # (N, K) p(x_n, z = k)
+    r = joint / joint.sum(1, keepdims=True)
+    Nk = r.sum(0)
+    mu_hand = (r.T @ xs + alpha) / (Nk[:, None] + 2 * alpha)
+    ll = em_step(model, x)
+    assert ll == pytest.approx(np.log(joint.sum(1)).mean(), rel=1e-12)
+    assert np.allclose(model.pi.numpy(), Nk / len(xs), atol=1e-12)
+    matches = np.allclose(model.mu.numpy(), mu_hand, atol=1e-12)
+    assert matches == (variant == "correct"), np.abs(model.mu.numpy() - mu_hand).max()
+
+
 def test_fit_em_stops_at_tol():
     x = _gmm_data()
     history = fit_em(

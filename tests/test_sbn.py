@@ -313,15 +313,44 @@ def test_rws_gradient_approaches_the_exact_log_likelihood_gradient():
     assert errors[1000] < 0.03 and errors[1000] < 0.5 * errors[100], errors
 
 
-def test_wake_sleep_loss_moves_each_network_with_its_own_phase():
+@pytest.mark.parametrize("variant", ["correct", "sleep_sign_flipped"])
+def test_wake_sleep_loss_moves_each_network_with_its_own_phase(variant, monkeypatch):
+    """The gradient of the surrogate loss, against the delta rules written out on the
+    same samples (the generator replayed): on the SBN it is minus the wake delta rule
+    alone, so the sleep term gives it nothing; on q minus the sleep delta rule alone, so
+    the wake term gives q nothing. Deterministic. The broken variant flips the sign of
+    the sleep term (log q on dreams lowered instead of raised): gradients still reach
+    both networks, but q's is the wrong way round.
+    """
     sbn, q = random_sbn((4, 3, 2), seed=16), random_q((4, 3, 2), seed=17)
+    if variant == "sleep_sign_flipped":
+        log_prob = q.log_prob
+        monkeypatch.setattr(q, "log_prob", lambda h, x: -log_prob(h, x))
     x = all_states(4, dtype=DT)
     loss, info = wake_sleep_loss(sbn, q, x, generator=gen(4))
     loss.backward()
-    assert all(p.grad is not None for p in sbn.parameters()) and all(
-        p.grad is not None for p in q.parameters()
-    )
     assert set(info) == {"wake", "sleep", "elbo"}
+    g = gen(4)  # replay the wake samples h ~ q(h | x), then the dreams (x, h) ~ p
+    with torch.no_grad():
+        wake = [x, *q._sample(x, None, g)]
+        dream = sbn.sample(len(x), generator=g)
+        dream = [dream.x, *dream.h]
+        n = len(x)
+        # wake on the SBN: d/dW[k] mean log p = mean (h^k - sigmoid(a^k)) h^(k+1)^T
+        for k in range(sbn.n_layers):
+            delta = wake[k] - torch.sigmoid(sbn.logits(k, wake[k + 1]))
+            assert torch.allclose(sbn.W[k].grad, -delta.T @ wake[k + 1] / n)
+            assert torch.allclose(sbn.b[k].grad, -delta.mean(0))
+        top = wake[-1] - torch.sigmoid(sbn.b[-1])
+        assert torch.allclose(sbn.b[-1].grad, -top.mean(0))
+        # sleep on q: d/dR[l] mean log q = mean h^(l) (h^(l+1) - sigmoid(r^(l+1)))^T
+        sleep_ok = True
+        for l in range(len(q.R)):
+            delta = dream[l + 1] - torch.sigmoid(q.logits(l, dream[l]))
+            sleep_ok &= torch.allclose(q.R[l].grad, -dream[l].T @ delta / n)
+            sleep_ok &= torch.allclose(q.c[l].grad, -delta.mean(0))
+            assert q.R[l].grad.abs().max() > 1e-3  # the check is not vacuous
+    assert sleep_ok == (variant == "correct")
 
 
 @pytest.mark.parametrize("method", ["wake-sleep", "nvil", "rws"])
