@@ -224,9 +224,11 @@ def sample_sequential(
         out[:, known] = x[:, known].to(out)
     frames = [out.clone()] if record_every else None
     for t in range(n_known, d):
+        # [maths:autoregressive.sample_sequential]
         i = int(order[t])
         p = torch.sigmoid(logits_fn(out)[:, i])  # (n,) p(x_i = 1 | x_before)
         out[:, i] = (_uniform(n, generator, out.device) < p).to(dtype)
+        # [/maths:autoregressive.sample_sequential]
         if record_every and ((t + 1 - n_known) % record_every == 0 or t == d - 1):
             frames.append(out.clone())
     return (out, frames) if record_every else out

@@ -53,15 +53,18 @@ def fit_max_likelihood(
     -------
     History with ``"nll"`` (nats per example) for every step.
     """
+    # [maths:autoregressive.fit_max_likelihood]
     objective = objective or model.log_prob
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
     def step(x: Tensor) -> dict:
-        loss = -objective(x).mean()
+        loss = -objective(x).mean()  # average NLL of the minibatch, nats
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return {"nll": loss.item()}
+
+    # [/maths:autoregressive.fit_max_likelihood]
 
     return fit(
         step,

@@ -62,12 +62,13 @@ class MaskedConv2d(nn.Conv2d):
         super().__init__(
             in_channels, out_channels, kernel_size, padding=kernel_size // 2
         )
+        # [maths:pixelcnn.mask]
         k, c = kernel_size, kernel_size // 2
         mask = torch.ones(k, k)
-        mask[c, c + (mask_type == "B") :] = (
-            0  # centre row: the centre (A only) and everything right of it
-        )
+        # centre row: the centre (A only) and everything right of it
+        mask[c, c + (mask_type == "B") :] = 0
         mask[c + 1 :] = 0  # every row below the centre
+        # [/maths:pixelcnn.mask]
         self.mask_type = mask_type
         self.register_buffer("mask", mask[None, None])
 

@@ -124,9 +124,11 @@ class RNADE(nn.Module):
                 self.b[o],
                 self.rho[o],
             )
+            # [maths:rnade.hidden]
             a = prefix_preactivations(x_o, W_o, self.c)  # (B, H, D)
-            h = F.relu(rho_o * a)
+            h = F.relu(rho_o * a)  # h_d = relu(rho_d a_d)
             out = torch.einsum("bhd,dhk->bdk", h, V_o) + b_o  # (B, D, 3K) in order
+            # [/maths:rnade.hidden]
             out = out[:, inverse_order(o)]
         else:
             x_o = x.gather(1, o)
@@ -136,9 +138,11 @@ class RNADE(nn.Module):
             h = F.relu(self.rho[o][:, None, :] * a)
             out = torch.einsum("bhd,bdhk->bdk", h, self.V[o]) + self.b[o]
             out = out.gather(1, inverse_order(o)[:, :, None].expand(-1, -1, 3 * K))
-        log_alpha = torch.log_softmax(out[..., :K], -1)
+        # [maths:rnade.mixture]
+        log_alpha = torch.log_softmax(out[..., :K], -1)  # mixing proportions
         mu = out[..., K : 2 * K]
         log_sigma = out[..., 2 * K :].clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+        # [/maths:rnade.mixture]
         return log_alpha, mu, log_sigma
 
     def log_prob_terms(self, x: Tensor, *, order=None) -> Tensor:
