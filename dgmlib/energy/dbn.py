@@ -333,9 +333,8 @@ def dbn_sample(
 
     1. Run ``gibbs_steps`` block-Gibbs sweeps h^(L-1) -> h^(L) -> h^(L-1) in the top RBM
        (eq. 20.17), from ``init`` (n, n_{L-1}) or, by default, from uniform random bits.
-    2. Draw h^(k) ~ P(h^(k) | h^(k+1)) (eq. 20.18-20.19) for k = L-2, ..., 0: one sample
-    per
-       directed layer, down to v.
+    2. Draw h^(k) ~ P(h^(k) | h^(k+1)) (eq. 20.18-20.19) for k = L-2, ..., 0: one
+       sample per directed layer, down to v.
 
     For a 1-layer DBN (one RBM) this is exactly :func:`~dgmlib.mcmc.gibbs_chain` (same
     generator, same samples). With ``record_every`` = r, ``frames`` holds the top
@@ -706,12 +705,11 @@ def finetune_autoencoder(
     """Fine-tune an unrolled autoencoder by back-propagation of the cross-entropy
     (Hinton & Salakhutdinov 2006).
 
-    Minimises ``-sum_i [x_i log r_i + (1 - x_i)
-    log(1 - r_i)]`` of the reconstruction ``r =
-    decoder(encoder(x))`` with Adam. ``code_noise`` = sigma > 0 adds N(0, sigma^2) noise
-    to the input of a logistic code layer during training, which pushes the code units
-    to saturate, so that thresholding them loses little (semantic hashing; Salakhutdinov
-    & Hinton 2009). Records per epoch (and before training) ``train_bce``
+    Minimises ``-sum_i [x_i log r_i + (1 - x_i) log(1 - r_i)]`` of the reconstruction
+    ``r = decoder(encoder(x))`` with Adam. ``code_noise`` = sigma > 0 adds N(0, sigma^2)
+    noise to the input of a logistic code layer during training, which pushes the code
+    units to saturate, so that thresholding them loses little (semantic hashing;
+    Salakhutdinov & Hinton 2009). Records per epoch (and before training) ``train_bce``
     (nats per example) and, with ``x_test``, ``test_sq_error`` (squared error summed
     over pixels, mean over examples).
     """

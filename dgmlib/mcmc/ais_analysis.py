@@ -3,11 +3,10 @@
 
 Notation (as in :mod:`dgmlib.mcmc.ais` and :mod:`dgmlib.energy.rbm`)::
 
-    v (B, D), h (B, H)     visible / hidden states;  W (D, H), b (D,), c (H,) -F(v) =
-    b.v + sum_j softplus(c_j + v.W[:, j])          log P*(v), hidden layer summed out
-    -F(h) = c.h + sum_i softplus(b_i + W[i, :].h)          log P*(h), visible layer
-    summed out log_w (N,)                                             log importance
-    weights of N chains
+    v (B, D), h (B, H)      visible / hidden states;  W (D, H), b (D,), c (H,)
+    -F(v) = b.v + sum_j softplus(c_j + v.W[:, j])    log P*(v), h summed out
+    -F(h) = c.h + sum_i softplus(b_i + W[i, :].h)    log P*(h), v summed out
+    log_w (N,)              log importance weights of N chains
 
 When the smaller layer has at most about 24 units, its exact marginal can be tabulated
 (:func:`smaller_layer_marginal`): that gives log Z exactly and, by ancestral sampling (h
