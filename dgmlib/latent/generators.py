@@ -212,16 +212,15 @@ class TabulatedCDF:
             raise ValueError("TabulatedCDF: grid must be strictly increasing")
         if bool((density < 0).any()) or not bool(torch.isfinite(density).all()):
             raise ValueError("TabulatedCDF: density must be finite and non-negative")
-        cells = (
-            0.5 * (density[1:] + density[:-1]) * (grid[1:] - grid[:-1])
-        )  # (m-1,) trapezoid masses
+        # [maths:generators.TabulatedCDF]
+        # trapezoid masses of the m - 1 cells, (m-1,)
+        cells = 0.5 * (density[1:] + density[:-1]) * (grid[1:] - grid[:-1])
         total = cells.sum()
         if not total > 0:
             raise ValueError("TabulatedCDF: density integrates to 0 on the grid")
         self.grid = grid
-        self.F = torch.cat(
-            [torch.zeros(1, dtype=torch.float64), cells.cumsum(0) / total]
-        )  # (m,)
+        zero = torch.zeros(1, dtype=torch.float64)
+        self.F = torch.cat([zero, cells.cumsum(0) / total])  # (m,) F at the grid
         self.F[-1] = 1.0
 
     def cdf(self, x: Tensor) -> Tensor:
@@ -232,6 +231,7 @@ class TabulatedCDF:
         """F^{-1}(u) for u in [0, 1], linear within each grid cell."""
         return self._interp(torch.as_tensor(u, dtype=torch.float64), self.F, self.grid)
 
+    # [/maths:generators.TabulatedCDF]
     __call__ = icdf
 
     @staticmethod

@@ -359,6 +359,7 @@ class SigmoidBeliefNet(nn.Module):
         self._check_enumerable("log_prob")
         self._check_x(x)
         x = x.to(dtype)
+        # [maths:sbn.log_prob]
         # log p(x) = log sum_h p(x, h), one sum per example: log-joints (S, B) per chunk
         # of states
         return log_sum_exp_states(
@@ -368,6 +369,7 @@ class SigmoidBeliefNet(nn.Module):
             dtype=dtype,
             device=x.device,
         )
+        # [/maths:sbn.log_prob]
 
     @torch.no_grad()
     def posterior_exact(
@@ -428,7 +430,8 @@ class SigmoidBeliefNet(nn.Module):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"is_log_likelihood: k must be a positive int; got {k!r}")
         self._check_x(x)
-        total = None
+        # [maths:sbn.is_log_likelihood]
+        total = None  # log sum_s p(x, h_s) / q(h_s | x), accumulated over chunks
         with torch.no_grad():
             for start in range(0, k, chunk):
                 m = min(chunk, k - start)
@@ -437,6 +440,7 @@ class SigmoidBeliefNet(nn.Module):
                 part = torch.logsumexp(log_w, dim=0)
                 total = part if total is None else torch.logaddexp(total, part)
         return total - math.log(k)
+        # [/maths:sbn.is_log_likelihood]
 
 
 # ------------------------------------------------------------------------------------
@@ -706,9 +710,9 @@ def wake_sleep_loss(
     """The wake-sleep algorithm of the Helmholtz machine (Hinton et al. 1995), as one
     surrogate loss.
 
-    * **wake**: h ~ q(h | x) for the data; raise log p(x, h) in the generative weights.
-    Its
-      gradient for a layer is the local delta rule (h^(k) - sigmoid(a^(k))) h^(k+1)^T.
+    * **wake**: h ~ q(h | x) for the data; raise log p(x, h) in the generative
+      weights. Its gradient for a layer is the local delta rule
+      (h^(k) - sigmoid(a^(k))) h^(k+1)^T.
     * **sleep**: (x, h) ~ p by ancestral sampling ("dreams"); raise log q(h | x) in the
       recognition weights, i.e. fit q to the model's own samples.
 
@@ -725,6 +729,7 @@ def wake_sleep_loss(
         (the one-sample estimate of E_q[log p(x, h) - log q(h | x)]).
     """
     _check_pair(sbn, q, x)
+    # [maths:sbn.wake_sleep_loss]
     h = q._sample(x, None, generator)  # wake samples, (B, n_l)
     log_p = sbn._log_joint([x, *h])  # (B,)
     dream = sbn.sample(x.shape[0], generator=generator)  # sleep samples
@@ -732,6 +737,7 @@ def wake_sleep_loss(
     with torch.no_grad():
         elbo = (log_p - q.log_prob(h, x)).mean()
     loss = -(log_p.mean() + log_q_dream.mean())
+    # [/maths:sbn.wake_sleep_loss]
     return loss, {
         "wake": float(log_p.detach().mean()),
         "sleep": float(log_q_dream.detach().mean()),
@@ -808,13 +814,12 @@ def nvil_loss(
     (its mean is the ELBO), the gradients of the ELBO are
 
     * SBN: E_q[grad_theta log p(x, h)];
-    * q (REINFORCE / score function, eq. 20.62; baselines eq. 20.68): E_q[(l - b)
-    grad_phi log q(h | x)]
-      for any b not depending on h. NVIL uses b = C_psi(x) + c and divides by
-      max(1, sqrt(v)), with c and v running mean and variance of l - C_psi(x)
-      (``centre``, ``normalise``);
-    * baseline: psi moves C_psi(x) towards l - c (the same normalised signal times grad
-    C).
+    * q (REINFORCE / score function, eq. 20.62; baselines eq. 20.68):
+      E_q[(l - b) grad_phi log q(h | x)] for any b not depending on h. NVIL uses
+      b = C_psi(x) + c and divides by max(1, sqrt(v)), with c and v running mean and
+      variance of l - C_psi(x) (``centre``, ``normalise``);
+    * baseline: psi moves C_psi(x) towards l - c (the same normalised signal times
+      grad C).
 
     This call updates ``baseline.mean`` and ``baseline.var`` (without gradient).
 
@@ -827,6 +832,7 @@ def nvil_loss(
         normalised signal that multiplies grad log q).
     """
     _check_pair(sbn, q, x)
+    # [maths:sbn.nvil_loss]
     h = q._sample(x, None, generator)
     log_p = sbn._log_joint([x, *h])  # (B,)
     log_q = q.log_prob(h, x)  # (B,)
@@ -844,6 +850,7 @@ def nvil_loss(
     loss = -(log_p + centred * log_q).mean()
     if centre:
         loss = loss - (centred * C).mean()  # baseline: psi += signal * grad C
+    # [/maths:sbn.nvil_loss]
     return loss, {"elbo": float(l.mean()), "signal_sd": float(centred.std())}
 
 
@@ -878,6 +885,7 @@ def rws_loss(
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"rws_loss: k must be a positive int; got {k!r}")
     _check_pair(sbn, q, x)
+    # [maths:sbn.rws_loss]
     h = q._sample(x, k, generator)  # each (k, B, n_l)
     log_p = sbn._log_joint([x, *h])  # (k, B)
     log_q = q.log_prob(h, x)  # (k, B)
@@ -891,6 +899,7 @@ def rws_loss(
     if sleep:
         dream = sbn.sample(x.shape[0], generator=generator)
         loss = loss - q.log_prob(dream.h, dream.x.to(x.dtype)).mean()
+    # [/maths:sbn.rws_loss]
     return loss, info
 
 
