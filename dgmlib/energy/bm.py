@@ -416,19 +416,23 @@ def _data_moments(
 
 
 def _exact_gradient(bm: BoltzmannMachine, uniq: Tensor, w: Tensor):
+    # [maths:bm.exact_gradient]
     log_s, m1_pos, m2_pos = _data_moments(bm, uniq, w)  # positive phase
     log_z, m1_neg, m2_neg = bm.model_moments()  # negative phase
     dU, db = _update(m1_pos, m2_pos, m1_neg, m2_neg)
-    return dU, db, log_s - log_z
+    return dU, db, log_s - log_z  # mean log P(v) = mean log P*(v) - log Z
+    # [/maths:bm.exact_gradient]
 
 
 def _update(
     m1_pos: Tensor, m2_pos: Tensor, m1_neg: Tensor, m2_neg: Tensor
 ) -> tuple[Tensor, Tensor]:
-    dU = m2_pos - m2_neg
+    # [maths:bm.update]
+    dU = m2_pos - m2_neg  # <x_i x_j>_pos - <x_i x_j>_neg
     dU = (dU + dU.T) / 2  # exactly symmetric (the sums are, up to rounding)
     dU.fill_diagonal_(0)  # U has no diagonal: x_i^2 = x_i is the bias's job
-    return dU, m1_pos - m1_neg
+    return dU, m1_pos - m1_neg  # db_i = <x_i>_pos - <x_i>_neg
+    # [/maths:bm.update]
 
 
 @torch.no_grad()
@@ -489,8 +493,10 @@ def hebbian_update(x_pos: Tensor, x_neg: Tensor) -> tuple[Tensor, Tensor]:
             f"{x_pos.shape[1]} and {x_neg.shape[1]}"
         )
     dtype = x_pos.dtype if x_pos.is_floating_point() else torch.get_default_dtype()
-    xp, xn = x_pos.to(dtype), x_neg.to(dtype)
+    # [maths:bm.hebbian_update]
+    xp, xn = x_pos.to(dtype), x_neg.to(dtype)  # (N, d), (M, d)
     return _update(xp.mean(0), xp.T @ xp / len(xp), xn.mean(0), xn.T @ xn / len(xn))
+    # [/maths:bm.hebbian_update]
 
 
 def fit_bm_exact(
@@ -524,14 +530,17 @@ def fit_bm_exact(
     uniq, w = _distinct(v)
     vel = [torch.zeros_like(bm.U), torch.zeros_like(bm.b)]
 
+    # [maths:bm.fit_exact_step]
     @torch.no_grad()
     def step():
         dU, db, ll = _exact_gradient(bm, uniq, w)
         if weight_decay:
             dU = dU - weight_decay * bm.U
         for p, grad, vl in zip((bm.U, bm.b), (dU, db), vel):
-            vl.mul_(momentum).add_(grad, alpha=lr)
-            p.add_(vl)
+            vl.mul_(momentum).add_(grad, alpha=lr)  # vel <- momentum vel + lr grad
+            p.add_(vl)  # theta <- theta + vel: ascent on the mean log-likelihood
         return {"log_likelihood": float(ll)}
+
+    # [/maths:bm.fit_exact_step]
 
     return fit(step, n_steps=n_steps, desc="BM exact ML", quiet=quiet)

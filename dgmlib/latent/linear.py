@@ -373,14 +373,17 @@ def ppca_closed_form(x: Tensor, q: int) -> PPCA:
             "ppca_closed_form expects x of shape (N, D) and 1 <= q < D; got "
             f"{tuple(x.shape)}, q={q}"
         )
+    # [maths:ppca.closed_form]
     mu = x.mean(0)  # (D,)
     xc = x - mu
     S = xc.T @ xc / x.shape[0]  # (D, D)
     lam, U = torch.linalg.eigh(S)  # ascending
     lam, U = lam.flip(0), U.flip(1)  # descending
-    sigma2 = lam[q:].mean()
-    W = U[:, :q] * (lam[:q] - sigma2).clamp_min(0).sqrt()  # (D, q)
+    sigma2 = lam[q:].mean()  # the variance PCA throws away
+    # W = U_q (Lambda_q - sigma^2 I)^{1/2}, (D, q)
+    W = U[:, :q] * (lam[:q] - sigma2).clamp_min(0).sqrt()
     return PPCA(W, mu, sigma2)
+    # [/maths:ppca.closed_form]
 
 
 def _moments(model: _LinearGaussian, x: Tensor) -> tuple[Tensor, Tensor, float]:
@@ -413,15 +416,19 @@ def em_step_ppca(model: PPCA, x: Tensor) -> float:
         Mean log-likelihood per example (nats) of the parameters *before* the update.
     """
     mu, S, log_lik = _moments(model, x)
+    # [maths:ppca.em_step]
     W, sigma2 = model.W, model.sigma2
     eye = torch.eye(model.q, dtype=W.dtype, device=W.device)
     M = W.T @ W + sigma2 * eye  # (q, q)
     SW = S @ W  # (D, q)
     Minv_WtSW = torch.linalg.solve(M, W.T @ SW)  # (q, q)
+    # W_new = S W (sigma^2 I + M^-1 W^T S W)^-1
     W_new = torch.linalg.solve((sigma2 * eye + Minv_WtSW).T, SW.T).T  # (D, q)
+    # sigma^2_new = tr(S - S W M^-1 W_new^T) / D
     sigma2_new = (
         torch.trace(S) - (SW * torch.linalg.solve(M, W_new.T).T).sum()
     ) / model.D
+    # [/maths:ppca.em_step]
     model.mu.copy_(mu)
     model.W.copy_(W_new)
     model.sigma2.copy_(sigma2_new)
@@ -444,15 +451,18 @@ def em_step_fa(model: FactorAnalysis, x: Tensor) -> float:
         Mean log-likelihood per example (nats) of the parameters *before* the update.
     """
     mu, S, log_lik = _moments(model, x)
+    # [maths:fa.em_step]
     W, psi = model.W, model.psi
     eye = torch.eye(model.q, dtype=W.dtype, device=W.device)
     W_over_psi = W / psi[:, None]  # (D, q)
     G = torch.linalg.inv(eye + W.T @ W_over_psi)  # (q, q) posterior covariance
-    beta = G @ W_over_psi.T  # (q, D)
+    beta = G @ W_over_psi.T  # (q, D): E[z | x] = beta (x - mu)
     S_betaT = S @ beta.T  # (D, q) = (1/N) sum_n (x_n - mu) E[z_n]^T
     Ezz = G + beta @ S_betaT  # (q, q) = (1/N) sum_n E[z_n z_n^T]
     W_new = torch.linalg.solve(Ezz, S_betaT.T).T  # (D, q); Ezz is symmetric
-    psi_new = torch.diagonal(S) - (W_new * S_betaT).sum(-1)  # (D,)
+    # psi_new = diag(S - W_new beta S), (D,)
+    psi_new = torch.diagonal(S) - (W_new * S_betaT).sum(-1)
+    # [/maths:fa.em_step]
     model.mu.copy_(mu)
     model.W.copy_(W_new)
     model.psi.copy_(psi_new)

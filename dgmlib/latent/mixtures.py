@@ -464,8 +464,9 @@ def fit_em(
         raise ValueError(f"n_iter must be >= 0; got {n_iter}")
     history = History()
     with progress(total=n_iter, desc=f"EM {type(model).__name__}", quiet=quiet) as bar:
+        # [maths:mixtures.fit_em]
         for t in range(n_iter):
-            log_lik = em_step(model, x)
+            log_lik = em_step(model, x)  # E-step and M-step; log p before the update
             if not math.isfinite(log_lik):
                 raise NonFiniteError(
                     f"EM: log-likelihood is {log_lik} at iteration {t}; check x for "
@@ -475,8 +476,9 @@ def fit_em(
             bar.update(1)
             bar.set_postfix({"log_likelihood": f"{log_lik:.6g}"}, refresh=False)
             lls = history["log_likelihood"]
-            if t > 0 and lls[-1] - lls[-2] < tol:
+            if t > 0 and lls[-1] - lls[-2] < tol:  # the log-likelihood stopped rising
                 break
+        # [/maths:mixtures.fit_em]
     return history
 
 
@@ -514,7 +516,9 @@ def elbo(model: nn.Module, x: Tensor, q) -> Tensor:
         return model.elbo(x, *q)
     log_joint = model.log_joint(x)  # (B, K)
     _check_q(model, x, q)
-    return (q * log_joint).sum(1) - torch.xlogy(q, q).sum(1)
+    # [maths:mixtures.elbo]
+    return (q * log_joint).sum(1) - torch.xlogy(q, q).sum(1)  # E_q[log p(x, z)] + H(q)
+    # [/maths:mixtures.elbo]
 
 
 def kl_to_posterior(model: nn.Module, x: Tensor, q) -> Tensor:

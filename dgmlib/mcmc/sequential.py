@@ -79,17 +79,16 @@ def sequential_gibbs(
     x = bm._check_x(x).clone()
     U, b = bm.U, bm.b
     frames = [x.clone()] if record_every else None
+    # [maths:sequential_gibbs.sweep]
     for t in range(1, n_sweeps + 1):
-        u = torch.rand(
-            x.shape, generator=generator, dtype=x.dtype, device=x.device
-        )  # (B, d) uniforms
-        for i in range(bm.n_units):
-            p_i = torch.sigmoid(
-                (2 * (x @ U[:, i]) + b[i]) / temperature
-            )  # (B,) P(x_i = 1 | x_-i)
+        u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        for i in range(bm.n_units):  # one sweep: unit i sees the freshest x_-i
+            logit = 2 * (x @ U[:, i]) + b[i]  # (B,) b_i + 2 sum_j U_ij x_j
+            p_i = torch.sigmoid(logit / temperature)  # (B,) P_T(x_i = 1 | x_-i)
             x[:, i] = (u[:, i] < p_i).to(x.dtype)
         if record_every and t % record_every == 0:
             frames.append(x.clone())
+    # [/maths:sequential_gibbs.sweep]
     return (x, frames) if record_every else x
 
 
