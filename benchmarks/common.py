@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -25,6 +26,32 @@ class Row:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+_TARGET = re.compile(
+    r"^\s*(?:(?P<op><=|>=|<|>)\s*(?P<bound>-?[\d.]+)"
+    r"|(?P<lo>-?[\d.]+)x?\s*-\s*(?P<hi>-?[\d.]+))\s*(?:x|s|nats)?\b"
+)
+
+
+def target_met(value: float, target: str) -> bool | None:
+    """Whether ``value`` meets a target written as in :class:`Row`: ``">= 3x"``,
+    ``"<= 1.5x"``, ``">= -90"``, ``"<= 600 s"``, ``"0.5x-2x"`` (inclusive), anything
+    after the number and unit ignored (``">= 6.4x (d/10)"``). None for a target in
+    words (``"< both baselines"``) or none at all.
+    """
+    m = _TARGET.match(target)
+    if m is None:
+        return None
+    if m["op"] is None:
+        return float(m["lo"]) <= value <= float(m["hi"])
+    bound = float(m["bound"])
+    return {
+        "<=": value <= bound,
+        ">=": value >= bound,
+        "<": value < bound,
+        ">": value > bound,
+    }[m["op"]]
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:

@@ -14,6 +14,7 @@ import math
 
 import pytest
 
+from benchmarks.common import target_met
 from dgmlib.data import binarized_mnist_available
 
 pytestmark = [
@@ -64,6 +65,9 @@ def test_quick_suite_returns_finite_rows(cli, name):
         assert row.what and row.unit, row
         assert math.isfinite(row.value), row
         assert row.passed in (None, True, False), row
+        # a judged row agrees with its own target (tests/test_benchmark_rows.py)
+        met = target_met(row.value, row.target)
+        assert row.passed is None or met is None or row.passed is met, row
 
 
 def test_command_writes_json_and_markdown(cli, tmp_path, monkeypatch):

@@ -5,16 +5,20 @@ URLs.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from dgmlib import data
 from dgmlib.checks import check_binary, check_shape
 from dgmlib.data import DataIntegrityError, DatasetUnavailableError
+
+DT = torch.float64
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -149,6 +153,77 @@ def test_toy_2d_geometry():
         x / 2
     ).long()  # 4x4 board of 2x2 cells; points only on one colour
     assert torch.all((cell[:, 0] + cell[:, 1]) % 2 == 0)
+
+
+def _spiral_uniform_in_t(n, g, noise):
+    """Broken variant of the spiral: t uniform along the arm instead of sqrt-uniform."""
+    t = torch.rand(n, generator=g) * 3 * math.pi
+    sign = 1 - 2 * torch.randint(2, (n,), generator=g)
+    return sign[:, None] * torch.stack([-t * t.cos(), t * t.sin()], 1) / 3
+
+
+@pytest.mark.parametrize("variant", ["correct", "uniform_in_t"])
+def test_toy_2d_geometry_of_the_other_five(variant, monkeypatch):
+    """Noise-free draws lie on the curves each sampler's comment describes, and where
+    the position along the curve is random its law is checked: KS p < 1e-4 fails (false
+    alarm 1e-4 per statistic, four of them); the counts per component are within 5
+    binomial sds. The broken spiral (t uniform along the arm) is caught by its KS.
+    """
+    if variant == "uniform_in_t":
+        monkeypatch.setitem(data.TOY_2D, "spiral", (_spiral_uniform_in_t, 0.1))
+    n, g = 4000, gen(3)
+
+    def near(a, b):
+        return torch.allclose(a, b, atol=1e-4)
+
+    def binomial_ok(count, p):
+        return abs(count - n * p) < 5 * (n * p * (1 - p)) ** 0.5
+
+    # moons: radius-2 half circles about (-1, -0.5) (upper) and (1, 0.5) (lower)
+    x = data.toy_2d("moons", n, generator=g, noise=0.0).double()
+    upper = (x - torch.tensor([-1.0, -0.5], dtype=DT)).norm(dim=1)
+    lower = (x - torch.tensor([1.0, 0.5], dtype=DT)).norm(dim=1)
+    on_upper = (upper - 2).abs() < 1e-4
+    assert bool((on_upper | ((lower - 2).abs() < 1e-4)).all())
+    assert bool(
+        (x[on_upper, 1] >= -0.5 - 1e-4).all() and (x[~on_upper, 1] <= 0.5 + 1e-4).all()
+    )
+    assert binomial_ok(int(on_upper.sum()), 0.5)
+    # rings: radii 1..4, equally often, angles uniform
+    x = data.toy_2d("rings", n, generator=g, noise=0.0).double()
+    r = x.norm(dim=1)
+    assert near(r, r.round())
+    assert all(binomial_ok(int((r.round() == k).sum()), 0.25) for k in (1, 2, 3, 4))
+    angle = (torch.atan2(x[:, 1], x[:, 0]) + math.pi) / (2 * math.pi)
+    assert stats.kstest(angle.numpy(), "uniform").pvalue > 1e-4
+    # spiral: sign * (-t cos t, t sin t) / 3 with t = 3 pi sqrt(U), so (t / 3 pi)^2 ~ U
+    x = data.toy_2d("spiral", n, generator=g, noise=0.0).double()
+    t = 3 * x.norm(dim=1)
+    arm = torch.stack([-t * t.cos(), t * t.sin()], 1) / 3
+    assert bool(
+        ((x - arm).abs().amax(1).lt(1e-4) | (x + arm).abs().amax(1).lt(1e-4)).all()
+    )
+    spiral_p = stats.kstest(((t / (3 * math.pi)) ** 2).numpy(), "uniform").pvalue
+    assert (spiral_p > 1e-4) == (variant == "correct"), spiral_p
+    # swiss roll: (t cos t, t sin t) / 5 with t uniform on [1.5 pi, 4.5 pi]
+    x = data.toy_2d("swiss_roll", n, generator=g, noise=0.0).double()
+    t = 5 * x.norm(dim=1)
+    assert near(x, torch.stack([t * t.cos(), t * t.sin()], 1) / 5)
+    u = (t / math.pi - 1.5) / 3
+    assert stats.kstest(u.numpy(), "uniform").pvalue > 1e-4
+    # pinwheel, no tangential noise: 2 f (cos a, sin a), f ~ N(1, 0.3^2),
+    # a = 2 pi arm / 5 + 0.25 exp(f); |x| / 2 = |f| (f < 0 about 4e-4 of the time)
+    x = data.toy_2d("pinwheel", n, generator=g, noise=0.0).double()
+    r = x.norm(dim=1) / 2
+    phi = torch.atan2(x[:, 1], x[:, 0])
+    arm_pos = (phi - 0.25 * r.exp()) / (2 * math.pi / 5)
+    arm_neg = (phi - math.pi - 0.25 * (-r).exp()) / (2 * math.pi / 5)
+    pos = (arm_pos - arm_pos.round()).abs() < 1e-4
+    assert bool((pos | ((arm_neg - arm_neg.round()).abs() < 1e-4)).all())
+    arm = torch.where(pos, arm_pos, arm_neg).round() % 5
+    assert all(binomial_ok(int((arm == k).sum()), 0.2) for k in range(5))
+    folded = stats.foldnorm(1 / 0.3, scale=0.3)  # the law of |f|
+    assert stats.kstest(r.numpy(), folded.cdf).pvalue > 1e-4
 
 
 def test_toy_2d_errors():

@@ -8,6 +8,7 @@ flows the identity, so each test first gives the parameters random values
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -383,6 +384,86 @@ def test_dequantized_baselines():
     gauss = FullGaussian.fit(x, ridge=0.0)
     torch.testing.assert_close(gauss.dist.mean, x.double().mean(0))
     assert bits_per_dim(64 * math.log(2), 64) == pytest.approx(1.0)
+
+
+class UnbiasedGaussian(FullGaussian):
+    """Broken variant of FullGaussian.fit: the unbiased (N - 1) covariance."""
+
+    @classmethod
+    def fit(cls, x, ridge=0.0):
+        x = x.double()
+        return cls(
+            x.mean(0),
+            torch.cov(x.T) + ridge * torch.eye(x.shape[1], dtype=torch.float64),
+        )
+
+
+class UnnormalisedCategorical(IndependentCategorical):
+    """Broken variant of IndependentCategorical.fit: smoothing left out of the total."""
+
+    @classmethod
+    def fit(cls, k, n_levels, smoothing=1.0):
+        counts = torch.stack(
+            [torch.bincount(c, minlength=n_levels) for c in k.T.long()]
+        )
+        return cls(((counts + smoothing) / len(k)).double().log())
+
+
+@pytest.mark.parametrize("variant", ["correct", "unbiased"])
+def test_full_gaussian_fit_is_the_maximum_likelihood_gaussian(variant):
+    """The baseline every flow must beat. Deterministic: mean and covariance equal
+    numpy's ML estimates (+ ridge I), log_prob equals scipy's density, and at ridge 0
+    the mean training log-likelihood is the ML value -(D log 2 pi + log det S + D) / 2.
+    The N - 1 covariance is not the ML fit.
+    """
+    from scipy import stats
+
+    cls = FullGaussian if variant == "correct" else UnbiasedGaussian
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(30, 3, generator=g, dtype=torch.float64) @ torch.randn(
+        3, 3, generator=g, dtype=torch.float64
+    )
+    xs = x.numpy()
+    cov = np.cov(xs.T, bias=True)
+    ok = True
+    for ridge in (0.0, 0.3):
+        model = cls.fit(x.float(), ridge=ridge)
+        ref = stats.multivariate_normal(xs.mean(0), cov + ridge * np.eye(3))
+        assert np.allclose(model.dist.mean.numpy(), xs.mean(0), atol=1e-6)
+        ok &= np.allclose(model.log_prob(x).numpy(), ref.logpdf(xs), atol=1e-4)
+    ml = -(3 * math.log(2 * math.pi) + np.linalg.slogdet(cov)[1] + 3) / 2
+    ok &= abs(float(cls.fit(x).log_prob(x).mean()) - ml) < 1e-10
+    assert ok == (variant == "correct")
+
+
+@pytest.mark.parametrize("variant", ["correct", "unnormalised"])
+def test_independent_categorical_fit_is_add_smoothing_counts(variant):
+    """Deterministic: P_d(level) = (count + s) / (N + K s) counted by hand, each pixel's
+    probabilities sum to 1, and log_prob of a dequantized image is the sum of its bins'
+    log-probabilities.
+    """
+    cls = IndependentCategorical if variant == "correct" else UnnormalisedCategorical
+    g = torch.Generator().manual_seed(10)
+    k = torch.randint(0, 4, (50, 3), generator=g)
+    ok = True
+    for s in (0.5, 1.0):
+        model = cls.fit(k, 4, smoothing=s)
+        by_hand = np.array(
+            [
+                [((k[:, d] == j).sum().item() + s) / (50 + 4 * s) for j in range(4)]
+                for d in range(3)
+            ]
+        )
+        ok &= np.allclose(model.log_p.exp().numpy(), by_hand, atol=1e-12)
+        ok &= np.allclose(model.log_p.exp().sum(1).numpy(), 1.0, atol=1e-12)
+        x = dequantize(k, generator=g)
+        logs = np.log(by_hand)[np.arange(3), k.numpy()].sum(1)
+        assert np.allclose(
+            model.log_prob(x).numpy(),
+            model.log_p.numpy()[np.arange(3), k.numpy()].sum(1),
+        )
+        ok &= np.allclose(model.log_prob(x).numpy(), logs, atol=1e-12)
+    assert ok == (variant == "correct")
 
 
 def test_vi_exact_when_q_contains_target():
