@@ -138,18 +138,35 @@ def test_block_gibbs_kernel_leaves_the_exact_distribution_invariant():
     assert torch.allclose(p_v @ T, p_v, atol=1e-12)
 
 
-def test_gibbs_samples_pass_a_chi_square_test():
-    # 20,000 independent chains, 50 sweeps each from all-zeros; chi-square over the 16
-    # states. Threshold: the 1 - 1e-4 quantile of chi2(15), so a correct sampler fails 1
-    # time in 10,000.
+def _mean_field_h(rbm, v, *, generator=None):
+    """Broken variant of gibbs.sample_h: P(h | v) passed on instead of a sample."""
+    return rbm.p_h_given_v(v)
+
+
+def gibbs_chi2(seed):
+    """Chi-square over the 16 states of 20,000 independent chains, 50 sweeps each from
+    all-zeros.
+    """
     rbm = random_rbm(4, 3, seed=6, scale=0.8)
-    g = torch.Generator().manual_seed(7)
+    g = torch.Generator().manual_seed(seed)
     v = gibbs_chain(rbm, torch.zeros(20_000, 4, dtype=torch.float64), 50, generator=g)
     codes = (v * torch.tensor([1.0, 2, 4, 8], dtype=torch.float64)).sum(1).long()
     counts = torch.bincount(codes, minlength=16).double()
     p = torch.softmax(-rbm.free_energy(all_states(4, dtype=torch.float64)), 0)
-    chi2 = float(((counts - 20_000 * p) ** 2 / (20_000 * p)).sum())
-    assert chi2 < stats.chi2.ppf(1 - 1e-4, 15), chi2
+    return float(((counts - 20_000 * p) ** 2 / (20_000 * p)).sum())
+
+
+@pytest.mark.parametrize("variant", ["correct", "mean_field_hidden"])
+def test_gibbs_samples_pass_a_chi_square_test(variant, monkeypatch):
+    # Threshold 44.3, the 1 - 1e-4 quantile of chi2(15): a correct sampler fails 1 time
+    # in 10,000 (seeds 0-19: 0/20, chi2 7.5-27.4). Passing P(h | v) on instead of a
+    # sample of it: chi2 286-369, missed 0/20.
+    if variant == "mean_field_hidden":
+        import dgmlib.mcmc.gibbs as gibbs
+
+        monkeypatch.setattr(gibbs, "sample_h", _mean_field_h)
+    chi2 = gibbs_chi2(seed=7)
+    assert (chi2 < stats.chi2.ppf(1 - 1e-4, 15)) == (variant == "correct"), chi2
 
 
 def test_gibbs_chain_records_frames_and_is_reproducible():
