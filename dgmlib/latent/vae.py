@@ -335,17 +335,17 @@ class VAE(nn.Module):
         if not beta >= 0:
             raise ValueError(f"elbo: beta must be >= 0; got {beta!r}")
         x = self._check_x(x)
+        # [maths:vae.elbo]
         mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (B, q) each
-        eps = torch.randn(
-            (n_samples, *mu.shape), generator=generator, **self._like
-        )  # (S, B, q)
+        # (S, B, q) standard-normal noise, then z = mu + sigma * eps
+        eps = torch.randn((n_samples, *mu.shape), generator=generator, **self._like)
         z = self.reparametrize(mu, logvar, eps)  # (S, B, q)
         log_lik = self._log_lik(x, z)  # (S, B)
-        if kl == "analytic":
+        if kl == "analytic":  # eq. 20.77
             return log_lik.mean(0) - beta * gaussian_kl(mu, logvar).sum(-1)  # (B,)
-        return (log_lik - beta * (self.log_q(eps, logvar) - self.log_prior(z))).mean(
-            0
-        )  # (B,)
+        log_q_over_p = self.log_q(eps, logvar) - self.log_prior(z)  # (S, B)
+        return (log_lik - beta * log_q_over_p).mean(0)  # (B,), eq. 20.76
+        # [/maths:vae.elbo]
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -400,6 +400,7 @@ class VAE(nn.Module):
         ).abs().max() > 1e-12 * WtW.abs().max():
             _, V = torch.linalg.eigh(WtW)
             W = W @ V.flip(1)  # (D, q), W^T W diagonal, largest first
+        # [maths:vae.from_ppca]
         M = W.T @ W + sigma2 * torch.eye(q, dtype=W.dtype, device=W.device)
         m_diag = torch.diagonal(M)  # M is diagonal now
         A = W / m_diag  # (D, q): posterior mean = (x - mu) @ A
@@ -411,12 +412,12 @@ class VAE(nn.Module):
             enc.weight.zero_()
             enc.weight[:q] = A.T  # mu(x) = A^T x - A^T mu
             enc.bias[:q] = -(mu @ A)
-            enc.bias[q:] = torch.log(
-                sigma2 / m_diag
-            )  # logvar: constant, log diag(sigma^2 M^-1)
+            # logvar: constant, log diag(sigma^2 M^-1)
+            enc.bias[q:] = torch.log(sigma2 / m_diag)
             dec.weight.copy_(W)
             dec.bias.copy_(mu)
             vae.log_sigma2.copy_(torch.log(sigma2))
+        # [/maths:vae.from_ppca]
         return vae
 
     def to_ppca(self) -> PPCA:
@@ -510,7 +511,6 @@ def iwae_bound(
         )
     x = vae._check_x(x)
     B = x.shape[0]
-    mu, logvar = vae.encoder(x).chunk(2, dim=-1)  # (B, q)
     if eps is not None and tuple(eps.shape) != (k, B, vae.z_dim):
         raise ValueError(
             f"iwae_bound: eps must have shape (k, B, q) = {(k, B, vae.z_dim)}; got "
@@ -527,9 +527,9 @@ def iwae_bound(
         raise ValueError(
             f"iwae_bound: chunk_size must be an int >= 1; got {chunk_size!r}"
         )
-    acc = torch.full(
-        (B,), -math.inf, dtype=mu.dtype, device=mu.device
-    )  # log sum_i w_i so far
+    # [maths:vae.iwae_bound]
+    mu, logvar = vae.encoder(x).chunk(2, dim=-1)  # (B, q)
+    acc = torch.full((B,), -math.inf, dtype=mu.dtype, device=mu.device)  # log sum_i w_i
     for start in range(0, k, chunk_size):
         n = min(chunk_size, k - start)
         if eps is None:
@@ -538,10 +538,10 @@ def iwae_bound(
             )
         else:
             e = eps[start : start + n].to(mu)
-        acc = torch.logaddexp(
-            acc, torch.logsumexp(_log_w(vae, x, mu, logvar, e), dim=0)
-        )  # (B,)
-    return acc - math.log(k)
+        log_w = _log_w(vae, x, mu, logvar, e)  # (n, B) log p(x, z_i) - log q(z_i | x)
+        acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))  # (B,)
+    return acc - math.log(k)  # L_k = log (1/k) sum_i w_i
+    # [/maths:vae.iwae_bound]
 
 
 # ---------------------------------------------------------------------- training and
@@ -567,10 +567,10 @@ def fit_vae(
     with ``"elbo"`` (the minibatch mean, nats) per step.
     """
     opt = optimizer or torch.optim.Adam(vae.parameters(), lr=lr)
-    x = vae._check_x(
-        x
-    )  # fail before training starts, and cast to the model's dtype and device
+    # fail before training starts, and cast to the model's dtype and device
+    x = vae._check_x(x)
 
+    # [maths:vae.fit_vae]
     def step(batch: Tensor) -> dict:
         loss = -vae.elbo(
             batch, n_samples=n_samples, kl=kl, beta=beta, generator=generator
@@ -580,6 +580,7 @@ def fit_vae(
         opt.step()
         return {"elbo": -loss.item()}
 
+    # [/maths:vae.fit_vae]
     return fit(
         step,
         x,

@@ -143,6 +143,7 @@ class VRNN(nn.Module):
         Tensor, shape (B,), nats per sequence
         """
         x = _check_seq(x, self.x_dim, "VRNN")
+        # [maths:vrnn.elbo]
         B, T, _ = x.shape
         h = x.new_zeros(B, self.h_dim)  # (B, H)
         total = x.new_zeros(B)
@@ -160,6 +161,7 @@ class VRNN(nn.Module):
             )
             h = self.rnn(torch.cat([fx, fz], -1), h)
         return total
+        # [/maths:vrnn.elbo]
 
     @torch.no_grad()
     def sample(
