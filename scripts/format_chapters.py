@@ -6,9 +6,9 @@ pyproject.toml, line length 88) and writes it back between the cell's fences; pr
 cell options are left exactly as they are. Lint runs on the generated .ipynb twins,
 which hold the same cells.
 
-    python scripts/format_chapters.py           # format every chapter in place python
-    scripts/format_chapters.py --fix     # also apply ruff's safe lint fixes python
-    scripts/format_chapters.py --check   # exit 1 and name the chapters it would change
+    python scripts/format_chapters.py           # format every chapter in place
+    python scripts/format_chapters.py --fix     # also apply ruff's safe lint fixes
+    python scripts/format_chapters.py --check   # exit 1 if a chapter would change
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ Each twin starts with an install cell that the MyST source does not have: on Col
 installs the ``dgmlib`` the page was built from, pinned to the git tag
 ``v<dgmlib.__version__>``, so a reader of an older release never gets a newer package.
 
-    python scripts/twins.py --write   # (re)generate every twin python scripts/twins.py
-    --check   # exit 1 and name the twins that are missing or stale
+    python scripts/twins.py --write   # (re)generate every twin
+    python scripts/twins.py --check   # exit 1 and name the missing or stale twins
 """
 
 from __future__ import annotations

@@ -290,9 +290,11 @@ def nade_backward(nade: NADE, x: Tensor, *, order=None) -> Tensor:
     respect to logit ``t``), ``da_t = delta_t V[o_t] * h_t (1 - h_t)`` and ``a_t = c +
     sum_{s<t} W[:, o_s] x_{o_s}``::
 
-        dV[o_t] = sum_b delta_t h_t       db_{o_t} = sum_b delta_t       dc = sum_{b,t}
-        da_t dW[:, o_s] = sum_b x_{o_s} sum_{t>s} da_t = sum_b x_{o_s} (total -
-        inclusive_cumsum(da)_s)
+        dV[o_t] = sum_b delta_t h_t
+        db_{o_t} = sum_b delta_t
+        dc = sum_{b,t} da_t
+        dW[:, o_s] = sum_b x_{o_s} sum_{t>s} da_t
+                   = sum_b x_{o_s} (total - inclusive_cumsum(da)_s)
 
     Gradients are accumulated into ``.grad`` (call ``optimizer.zero_grad()`` first). The
     two work buffers stay attached to ``nade`` for the next call with the same batch

@@ -16,8 +16,7 @@ Notation (eq. 20.1-20.3)::
 Because U is symmetric, the pair (i, j) appears twice in x^T U x (as U_ij x_i x_j and
 U_ji x_j x_i), so flipping unit i changes the energy by b_i + 2 sum_j U_ij x_j and
 
-    P(x_i = 1 | x_-i) = sigmoid(b_i + 2 sum_j U_ij x_j)             (logistic
-    regression, §20.1)
+    P(x_i = 1 | x_-i) = sigmoid(b_i + 2 sum_j U_ij x_j)   (logistic regression, §20.1)
 
 (Texts that write E = -sum_{i<j} w_ij x_i x_j - b.x have w_ij = 2 U_ij.)
 
@@ -26,11 +25,10 @@ model's moments; the 2**H hidden states of each v for free energies and the clam
 (positive-phase) moments. Learning by the exact gradient (§18.1-18.2),
 
     d log P(v) / d U_ij = <x_i x_j>_{P_data(v) P(h|v)} - <x_i x_j>_{P(x)}
-    (positive - negative phase) d log P(v) / d b_i  = <x_i>_{P_data(v) P(h|v)}     -
-    <x_i>_{P(x)}
+    d log P(v) / d b_i  = <x_i>_{P_data(v) P(h|v)}     - <x_i>_{P(x)}
 
-is :func:`exact_gradient`; :func:`fit_bm_exact` follows it. Sampling is sequential
-(single-site) Gibbs: :mod:`dgmlib.mcmc.sequential`.
+(positive minus negative phase) is :func:`exact_gradient`; :func:`fit_bm_exact` follows
+it. Sampling is sequential (single-site) Gibbs: :mod:`dgmlib.mcmc.sequential`.
 """
 
 from __future__ import annotations

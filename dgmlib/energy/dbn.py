@@ -7,18 +7,19 @@ belief net pointing down (Hinton, Osindero & Teh 2006).
 
 Notation (eq. 20.17-20.23; layer 0 is the visible layer)::
 
-    h^(0) = v   (B, n_0)     visible units           rbms[l-1]  RBM between h^(l-1) and
-    h^(l) h^(l)       (B, n_l)     hidden layer, l = 1..L  W^(l) = rbms[l-1].W
-    (n_{l-1}, n_l)
-                                                     b^(l-1) = rbms[l-1].b (n_{l-1},)
-                                                     generative bias c^(l)   =
-                                                     rbms[l-1].c (n_l,)      recognition
-                                                     bias
+    h^(0) = v   (B, n_0)   visible units
+    h^(l)       (B, n_l)   hidden layer, l = 1..L
+    rbms[l-1]              the RBM between h^(l-1) and h^(l)
+    W^(l)   = rbms[l-1].W  (n_{l-1}, n_l)
+    b^(l-1) = rbms[l-1].b  (n_{l-1},)   generative bias
+    c^(l)   = rbms[l-1].c  (n_l,)       recognition bias
 
-    P(h^(L-1), h^(L)) ∝ exp(b.h^(L-1) + c.h^(L) + h^(L-1) W^(L) h^(L))   top RBM
-    (eq. 20.17) P(h^(k)_i = 1 | h^(k+1)) = sigmoid(b^(k)_i + W^(k+1)[i, :] h^(k+1))   k
-    < L-1      (eq. 20.18-20.19) Q(h^(l)_j = 1 | h^(l-1)) = sigmoid(c^(l)_j + h^(l-1)
-    W^(l)[:, j])    upward pass  (eq. 20.22-20.23)
+    top RBM (eq. 20.17):
+        P(h^(L-1), h^(L)) ∝ exp(b.h^(L-1) + c.h^(L) + h^(L-1) W^(L) h^(L))
+    k < L-1 (eq. 20.18-20.19):
+        P(h^(k)_i = 1 | h^(k+1)) = sigmoid(b^(k)_i + W^(k+1)[i, :] h^(k+1))
+    upward pass (eq. 20.22-20.23):
+        Q(h^(l)_j = 1 | h^(l-1)) = sigmoid(c^(l)_j + h^(l-1) W^(l)[:, j])
 
 The generative model uses the top RBM's two biases and the *visible* bias ``b`` of every
 lower RBM; a lower RBM's hidden bias ``c`` only serves the approximate upward

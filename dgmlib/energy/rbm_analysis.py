@@ -8,15 +8,15 @@ checkpointable record of a PCD run.
 
 Notation (as in :mod:`dgmlib.energy.rbm`)::
 
-    v  (B, D)  visible units in {0,1}         W (D, H), b (D,), c (H,) h  (B, H)  hidden
-    units in {0,1}          theta = (W, b, c), flattened to (P,) = (D*H + D + H,)
+    v  (B, D)  visible units in {0,1}     W (D, H), b (D,), c (H,)
+    h  (B, H)  hidden units in {0,1}      theta = (W, b, c), flattened to (P,),
+                                          P = D*H + D + H
 
-    d/dtheta mean_v log P(v) = <dE/dtheta>_model - <dE/dtheta>_data
-    (eq. 18.4, 18.15)
-        dW = <v h^T>_data - <v h^T>_model,  db = <v>_data - <v>_model,  dc = <h>_data -
-        <h>_model
-    PL(v) = sum_i log P(v_i | v_-i)
-    (§18.3, Besag 1975)
+    d/dtheta mean_v log P(v) = <dE/dtheta>_model - <dE/dtheta>_data   (eq. 18.4, 18.15)
+        dW = <v h^T>_data - <v h^T>_model
+        db = <v>_data - <v>_model
+        dc = <h>_data - <h>_model
+    PL(v) = sum_i log P(v_i | v_-i)                             (§18.3, Besag 1975)
 
 "Data" expectations use P(h | v) for h (eq. 20.14), as
 :func:`~dgmlib.energy.rbm.cd_update` does; "model" expectations are exact sums over the

@@ -3,9 +3,9 @@ simple distribution.
 
 Notation::
 
-    z       (n, d_z)   latent code, z ~ N(0, I) (or U(0, 1) for inverse-transform
-    sampling) x       (n, d)     generated sample, x = g(z) L       (d, d)
-    lower-triangular Cholesky factor, Sigma = L L^T
+    z       (n, d_z)   latent code, z ~ N(0, I) (U(0, 1) for inverse-transform sampling)
+    x       (n, d)     generated sample, x = g(z)
+    L       (d, d)     lower-triangular Cholesky factor, Sigma = L L^T
 
 * :class:`AffineGenerator` / :func:`cholesky_generator`: x = mu + L z (eq. 20.71), an
 exact

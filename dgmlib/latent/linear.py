@@ -11,19 +11,19 @@ closed form.
 
 Notation
 --------
-============================  ========  =========
-======================================= maths                         name      shape
-meaning ============================  ========  =========
-======================================= x                             x         (B, D)
-observations z  (h in the book)            z         (B, q)     latent factors, z ~
-N(0, I_q) W                             W         (D, q)     factor loadings mu
-(b in the book)           mu        (D,)       mean of x sigma^2
-sigma2    ()         PPCA noise variance Psi = diag(psi)               psi       (D,)
-noise variances (PPCA: sigma2 repeated) C = W W^T + Psi               C         (D, D)
-marginal covariance of x G = (I + W^T Psi^-1 W)^-1     G         (q, q)     posterior
-covariance of z given x S                             S         (D, D)     sample
-covariance, 1/N normalisation ============================  ========  =========
-=======================================
+==========================  ======  ======  =========================================
+maths                       name    shape   meaning
+==========================  ======  ======  =========================================
+x                           x       (B, D)  observations
+z  (h in the book)          z       (B, q)  latent factors, z ~ N(0, I_q)
+W                           W       (D, q)  factor loadings
+mu  (b in the book)         mu      (D,)    mean of x
+sigma^2                     sigma2  ()      PPCA noise variance
+Psi = diag(psi)             psi     (D,)    noise variances (PPCA: sigma2 repeated)
+C = W W^T + Psi             C       (D, D)  marginal covariance of x
+G = (I + W^T Psi^-1 W)^-1   G       (q, q)  posterior covariance of z given x
+S                           S       (D, D)  sample covariance, 1/N normalisation
+==========================  ======  ======  =========================================
 
 Parameters are buffers, not ``nn.Parameter``: EM (:func:`em_step_ppca`,
 :func:`em_step_fa`) updates them in closed form, and ``.to()`` / ``.double()`` still

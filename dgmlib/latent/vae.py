@@ -3,8 +3,8 @@
 A VAE is a directed latent-variable model with a neural decoder (Kingma & Welling, 2014;
 Rezende et al., 2014)::
 
-    z ~ p(z) = N(0, I_q),        x | z ~ p(x | z) = Bernoulli(sigmoid(g(z)))  or
-    N(g(z), sigma^2 I)
+    z ~ p(z) = N(0, I_q),
+    x | z ~ p(x | z) = Bernoulli(sigmoid(g(z)))  or  N(g(z), sigma^2 I)
 
 trained together with an encoder, the approximate posterior q(z | x) = N(mu(x), diag
 sigma^2(x)), by maximising the evidence lower bound (ELBO) of §20.10.3 with the
@@ -23,19 +23,23 @@ with k and tends to log p(x).
 
 Notation
 --------
-=========================  ==========  ===============
-====================================== maths                      name        shape
-meaning =========================  ==========  ===============
-====================================== x                          x           (B, D)
-observations z                          z           (B, q), (K,B,q)  latent code; prior
-p(z) = N(0, I_q) mu(x), log sigma^2(x)      mu, logvar  (B, q)           encoder: q(z|x)
-= N(mu, diag exp(logvar)) eps                        eps         (K, B, q)
-N(0, I) noise; z = mu + exp(logvar/2) eps g(z)                       decode(z)
-(..., D)         decoder logits (Bernoulli) or mean (Gaussian) sigma_x^2
-log_sigma2  ()               Gaussian decoder's noise variance (log) log p(x,z) - log
-q(z|x)    log_w       (K, B)           log importance weights L(q), L_k
-elbo, iwae  (B,)             bounds on log p(x), nats =========================
-==========  ===============  ======================================
+=======================  ==========  ===========  ==================================
+maths                    name        shape        meaning
+=======================  ==========  ===========  ==================================
+x                        x           (B, D)       observations
+z                        z           (B, q),      latent code; prior p(z) = N(0, I_q)
+                                     (K, B, q)
+mu(x), log sigma^2(x)    mu, logvar  (B, q)       encoder: q(z|x) =
+                                                  N(mu, diag exp(logvar))
+eps                      eps         (K, B, q)    N(0, I) noise;
+                                                  z = mu + exp(logvar/2) eps
+g(z)                     decode(z)   (..., D)     decoder logits (Bernoulli) or
+                                                  mean (Gaussian)
+sigma_x^2                log_sigma2  ()           Gaussian decoder's noise variance
+                                                  (log)
+log p(x,z) - log q(z|x)  log_w       (K, B)       log importance weights
+L(q), L_k                elbo, iwae  (B,)         bounds on log p(x), nats
+=======================  ==========  ===========  ==================================
 """
 
 from __future__ import annotations
