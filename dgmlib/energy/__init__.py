@@ -3,6 +3,7 @@ kin (§20.1-20.8).
 """
 
 from .bm import BoltzmannMachine, exact_gradient, fit_bm_exact, hebbian_update
+from .dbm import DBM, gibbs_sweep, sample_dbm
 from .dbn import (
     DBN,
     DBNSample,
@@ -41,3 +42,4 @@ __all__ += [
     "hamming_distance",
     "hamming_neighbours",
 ]
+__all__ += ["DBM", "gibbs_sweep", "sample_dbm"]
