@@ -8,6 +8,7 @@ which samplers and estimators are tested.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 
 import torch
@@ -20,6 +21,7 @@ __all__ = [
     "log_partition_function",
     "exact_distribution",
     "log_partition",
+    "dbm_log_partition",
     "states_from_codes",
 ]
 
@@ -144,16 +146,21 @@ def exact_distribution(
 
 
 def log_partition(
-    rbm, *, chunk_size: int = 2**14, dtype: torch.dtype = torch.float64
+    model, *, chunk_size: int = 2**14, dtype: torch.dtype = torch.float64
 ) -> Tensor:
-    """Exact log Z of a :class:`~dgmlib.energy.BernoulliRBM`, enumerating its smaller
-    layer.
+    """Exact log Z of a :class:`~dgmlib.energy.BernoulliRBM` (its smaller layer
+    enumerated) or of a small :class:`~dgmlib.energy.DBM` (:func:`dbm_log_partition`).
 
     With H <= D hidden units, Z = sum_h exp(c.h) prod_i (1 + exp(b_i + W[i].h)), so
     log Z = logsumexp_h [c.h + sum_i softplus(b_i + W[i].h)] over 2**H states (and the
     mirror image when D < H). Computed in ``dtype`` (float64 by default) in chunks;
     differentiable in ``W, b, c`` when they require grad.
     """
+    from .energy.dbm import DBM
+
+    if isinstance(model, DBM):
+        return dbm_log_partition(model, chunk_size=chunk_size, dtype=dtype)
+    rbm = model
     n_enum = min(rbm.W.shape)  # the smaller layer is enumerated
     if n_enum > 26:
         raise ValueError(
@@ -173,3 +180,36 @@ def log_partition(
         log_f, n_enum, chunk_size=chunk_size, dtype=dtype, device=W.device
     )
     # [/maths:exact.log_partition]
+
+
+def dbm_log_partition(
+    dbm, *, chunk_size: int = 2**14, dtype: torch.dtype = torch.float64
+) -> Tensor:
+    """Exact log Z of a small DBM: the smaller of its two sides, the even layers
+    (v, h2, ...) or the odd ones (h1, h3, ...), enumerated, the other summed out
+    (``dbm.log_p_star``, the DBM's free energy), as for the RBM above.
+    """
+    sizes = dbm.sizes
+    n_side = {side: sum(sizes[side::2]) for side in (0, 1)}
+    enum = 0 if n_side[0] <= n_side[1] else 1
+    if n_side[enum] > 26:
+        raise ValueError(
+            f"exact log Z of DBM{sizes} needs 2**{n_side[enum]} terms (its smaller "
+            f"side, layers {list(range(enum, len(sizes), 2))}, has {n_side[enum]} "
+            "units); use dgmlib.mcmc.ais for larger DBMs"
+        )
+    layers = list(range(enum, len(sizes), 2))
+    model = dbm
+    if dbm.W[0].dtype != dtype:  # a converted copy (Module.to works in place)
+        model = copy.deepcopy(dbm).to(dtype)
+    sum_out = "odd" if enum == 0 else "even"
+
+    def log_f(s: Tensor) -> Tensor:  # (n, n_side) -> (n,)
+        x = [None] * len(sizes)
+        for l, part in zip(layers, s.split([sizes[l] for l in layers], dim=1)):
+            x[l] = part
+        return model.log_p_star(x, sum_out=sum_out)
+
+    return log_sum_exp_states(
+        log_f, n_side[enum], chunk_size=chunk_size, dtype=dtype, device=dbm.W[0].device
+    )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from dgmlib.energy import BernoulliRBM
+from dgmlib.energy import DBM, BernoulliRBM
+from dgmlib.mcmc import AnnealingPath, annealing_path
 
 
 def random_rbm(
@@ -18,48 +19,53 @@ def random_rbm(
     return rbm
 
 
-class _TorchWithBernoulli:
-    """``torch`` with ``bernoulli`` replaced: everything else is looked up on torch."""
+def random_dbm(
+    sizes=(3, 2, 3), seed: int = 0, scale: float = 1.0, centered: bool = False
+) -> DBM:
+    """A float64 DBM with N(0, scale^2) weights and biases (and offsets in (0, 1)
+    when ``centered``), all drawn from ``seed``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    dbm = DBM(list(sizes), init_std=scale, generator=g, dtype=torch.float64)
+    for bl in dbm.b:
+        bl.copy_(scale * torch.randn(len(bl), generator=g, dtype=torch.float64))
+    if centered:
+        for ml in dbm.mu:
+            ml.copy_(torch.rand(len(ml), generator=g, dtype=torch.float64))
+    return dbm
 
-    def __init__(self, bernoulli):
-        self.bernoulli = bernoulli
 
-    def __getattr__(self, name):
-        return getattr(torch, name)
+class WithoutTransitions(AnnealingPath):
+    """A broken annealing path: ``path`` with every transition the identity.
+
+    AIS over it is plain importance sampling from the base model written as AIS: the
+    weights telescope to log p*_1(x_0) - log p*_0(x_0), whatever the schedule.
+    """
+
+    def __init__(self, path: AnnealingPath):
+        self.path = path
+        self.log_z_base, self.device = path.log_z_base, path.device
+
+    def sample_base(self, n, generator=None):
+        return self.path.sample_base(n, generator=generator)
+
+    def log_p_star(self, x, beta):
+        return self.path.log_p_star(x, beta)
+
+    def check_init(self, x, n):
+        return self.path.check_init(x, n)
+
+    def transition(self, x, beta, generator=None):
+        return x  # the broken line: the chain never moves
 
 
 def ais_without_transitions(ais):
-    """A broken variant of :func:`dgmlib.mcmc.ais`: the same weights, but every Gibbs
-    transition replaced by the identity (the visible states drawn first are kept).
-
-    It is plain importance sampling from the base model written as AIS: the weights
-    telescope to log p*_1(v_0) - log p*_0(v_0), whatever the schedule. Works by handing
-    the module a ``torch`` whose ``bernoulli`` returns the first visible draw (or
-    ``init_v`` in reverse) every time it is asked for visible units; needs
-    n_visible != n_hidden to tell the two layers' draws apart.
+    """A broken variant of :func:`dgmlib.mcmc.ais`: the same path (RBM, DBM, or any
+    AnnealingPath) with every transition replaced by the identity
+    (:class:`WithoutTransitions`); call it as ``ais`` is called.
     """
-    import sys
 
-    ais_module = sys.modules["dgmlib.mcmc.ais"]  # the name ais is the function
-
-    def broken(rbm, **kw):
-        d = rbm.n_visible
-        assert d != rbm.n_hidden, "the variant tells the layers apart by their width"
-        init = kw.get("init_v") if kw.get("reverse") else None
-        frozen = [None if init is None else init.to(rbm.W.dtype)]
-
-        def bernoulli(p, generator=None):
-            if p.shape[-1] != d:  # hidden units: drawn as usual, and unused
-                return torch.bernoulli(p, generator=generator)
-            if frozen[0] is None:  # the exact draw from the base model
-                frozen[0] = torch.bernoulli(p, generator=generator)
-            return frozen[0]
-
-        saved = ais_module.torch
-        ais_module.torch = _TorchWithBernoulli(bernoulli)
-        try:
-            return ais(rbm, **kw)
-        finally:
-            ais_module.torch = saved
+    def broken(model, *, base="uniform", **kw):
+        return ais(WithoutTransitions(annealing_path(model, base=base)), **kw)
 
     return broken

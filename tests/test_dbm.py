@@ -11,25 +11,12 @@ import itertools
 
 import pytest
 import torch
+from helpers import random_dbm
 
 from dgmlib.energy import DBM, gibbs_sweep
-from dgmlib.exact import all_states
+from dgmlib.exact import all_states, dbm_log_partition, log_partition
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def random_dbm(sizes=(3, 2, 3), seed=0, scale=1.0, centered=False) -> DBM:
-    """A DBM with N(0, scale^2) weights and biases (and offsets in (0, 1) when
-    centered), all drawn from ``seed``; float64.
-    """
-    g = torch.Generator().manual_seed(seed)
-    dbm = DBM(list(sizes), init_std=scale, generator=g, dtype=torch.float64)
-    for bl in dbm.b:
-        bl.copy_(scale * torch.randn(len(bl), generator=g, dtype=torch.float64))
-    if centered:
-        for ml in dbm.mu:
-            ml.copy_(torch.rand(len(ml), generator=g, dtype=torch.float64))
-    return dbm
 
 
 def joint_states(sizes):
@@ -272,3 +259,24 @@ def test_bad_input_is_rejected():
         dbm.mean_field(torch.zeros(2, 5))
     with pytest.raises(ValueError, match="sum_out"):
         dbm.log_p_star([None] * 3, sum_out="visible")
+
+
+@pytest.mark.parametrize("sizes", [(3, 2, 3), (4, 5, 2), (2, 3, 2, 4), (5, 2, 2, 2, 2)])
+@pytest.mark.parametrize("centered", [False, True])
+def test_exact_log_z_two_ways(sizes, centered):
+    """log_partition enumerates the smaller side and sums the other out; brute force
+    sums exp(-E) over every joint state. Also in float32 (computed in float64).
+    """
+    dbm = random_dbm(sizes, seed=10, centered=centered)
+    torch.testing.assert_close(log_partition(dbm), log_z_brute(dbm))
+    torch.testing.assert_close(dbm_log_partition(dbm), log_z_brute(dbm))
+    small = random_dbm(sizes, seed=10, centered=centered).float()
+    torch.testing.assert_close(
+        log_partition(small), log_z_brute(dbm), rtol=0, atol=1e-4
+    )
+    assert small.W[0].dtype == torch.float32  # the model is not converted
+
+
+def test_exact_log_z_refuses_large_dbms():
+    with pytest.raises(ValueError, match="smaller"):
+        log_partition(DBM([784, 30, 30]))

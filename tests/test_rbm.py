@@ -185,9 +185,9 @@ def test_gibbs_chain_records_frames_and_is_reproducible():
 
 # Each AIS test runs twice: on the correct sampler, and on a named broken variant (the
 # Gibbs transitions replaced by the identity: plain importance sampling dressed up as
-# AIS, see helpers.ais_without_transitions), which must fail the same assertions. The
-# rates in the comments were measured with the procedure functions below over the seeds
-# named; the tests use one fixed seed.
+# AIS, the RBM's path wrapped by helpers.WithoutTransitions), which must fail the same
+# assertions. The rates in the comments were measured with the procedure functions
+# below over the seeds named; the tests use one fixed seed.
 AIS_VARIANTS = {"correct": ais, "no_transitions": ais_without_transitions(ais)}
 
 
@@ -209,8 +209,9 @@ def ais_agreement(run, seed):
 def test_ais_agrees_with_exact_log_z(variant):
     # Fixed tolerances, not multiples of the stderr the code reports: plain importance
     # sampling reports a large stderr and would pass "4 stderr". Seeds 0-19, correct:
-    # |error| <= 0.015 nats and stderr <= 0.0062 (false alarms 0/20); no transitions:
-    # stderr >= 0.093 (misses 0/20), and the error check alone catches 18/20.
+    # |error| <= 0.015 nats and stderr <= 0.0062 (false alarms 0/20); no transitions
+    # (the identity path of helpers.WithoutTransitions): stderr >= 0.093 (misses
+    # 0/20), and the error check alone catches 19/20.
     checks = ais_agreement(AIS_VARIANTS[variant], seed=9)
     ok = all(abs(err) < 0.05 and se < 0.02 for err, se in checks)
     assert ok == (variant == "correct"), checks
@@ -246,7 +247,7 @@ def test_forward_and_reverse_ais_bracket_log_z(variant):
     # transitions -1.95 / +2.35, sd 1.7 / 1.4. So the means of 60 runs bracket the truth
     # by > 5 of their sd, and the width is 1.9 +- 0.2 against 4.3 +- 0.3 without.
     # Seeds 0-99 (ais_bracket): correct, low <= -0.51, high >= 0.78, width 1.5-2.5
-    # (false alarms 0/100); no transitions, width 3.5-4.9 (misses 0/100). The old
+    # (false alarms 0/100); no transitions, width 3.2-4.9 (misses 0/100). The old
     # "3 sd of the mean" version of this test failed the correct code on 9 of 20 seeds.
     low, high = ais_bracket(AIS_VARIANTS[variant], seed=11)
     assert low < 0 < high, (low, high)

@@ -2,12 +2,26 @@
 (§17.3-17.4, §18.7).
 """
 
-from .ais import AISResult, ais, base_rate_biases, log_mean_exp, sm_betas
+from .ais import (
+    AISResult,
+    AnnealingPath,
+    RBMPath,
+    ais,
+    annealing_path,
+    base_rate_biases,
+    log_mean_exp,
+    sm_betas,
+)
 from .gibbs import gibbs_chain, gibbs_step, sample_h, sample_v
+from .paths import DBMPath
 from .sequential import evolve_distribution, gibbs_transition_matrix, sequential_gibbs
 
 __all__ = [
     "AISResult",
+    "AnnealingPath",
+    "RBMPath",
+    "DBMPath",
+    "annealing_path",
     "ais",
     "base_rate_biases",
     "log_mean_exp",

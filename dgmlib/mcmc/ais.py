@@ -1,11 +1,19 @@
-"""Annealed importance sampling for the partition function of an RBM
+"""Annealed importance sampling of a partition function over an annealing path
 (§18.7, §20.4.3, §20.14).
 
-Salakhutdinov & Murray (2008): anneal from a base-rate model A (visible biases ``b_A``,
-no weights) to the RBM B along the geometric path of unnormalized marginals
+An annealing path (:class:`AnnealingPath`) is a family p_beta, 0 <= beta <= 1, from a
+base model p_0 whose log Z_0 is known and which can be sampled exactly, to the target
+p_1; it gives log p*_beta(x) and a transition leaving p_beta invariant. One :func:`ais`
+runs over any path, forward (from p_0) or reverse (from samples of p_1). The RBM's path
+is here (:class:`RBMPath`); the DBM's, with its odd layers summed out, is in
+:mod:`dgmlib.mcmc.paths`.
 
-    log p*_beta(v) = (1 - beta) b_A.v + beta b.v + sum_j softplus(beta
-    (c_j + v.W[:, j]))
+The RBM's path, Salakhutdinov & Murray (2008): anneal from a base-rate model A
+(visible biases ``b_A``, no weights) to the RBM B along the geometric path of
+unnormalized marginals
+
+    log p*_beta(v) = (1 - beta) b_A.v + beta b.v
+                     + sum_j softplus(beta (c_j + v.W[:, j]))
 
 (at beta = 0 the hidden units contribute the constant H log 2, so
 log Z_0 = H log 2 + sum_i softplus(b_A,i)). Each intermediate distribution is left
@@ -28,7 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["AISResult", "ais", "sm_betas", "base_rate_biases", "log_mean_exp"]
+__all__ = [
+    "AISResult",
+    "AnnealingPath",
+    "RBMPath",
+    "ais",
+    "annealing_path",
+    "sm_betas",
+    "base_rate_biases",
+    "log_mean_exp",
+]
 
 
 def log_mean_exp(x: Tensor, dim: int = 0) -> Tensor:
@@ -117,42 +134,146 @@ def _summarise(
     )
 
 
-@torch.no_grad()
-def ais(
-    rbm,
-    *,
-    betas: Tensor | None = None,
-    n_betas: int | None = None,
-    n_chains: int = 100,
-    base: Tensor | str = "uniform",
-    reverse: bool = False,
-    init_v: Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> AISResult:
-    """Estimate log Z of a BernoulliRBM by (reverse) annealed importance sampling.
+class AnnealingPath:
+    """The protocol :func:`ais` runs on: a path of distributions p_beta from a base
+    p_0 (beta = 0) to the target p_1 (beta = 1). A subclass provides
 
-    Parameters
-    ----------
-    betas : (K,) tensor, increasing from 0 to 1, or None
-        The schedule; e.g. :func:`sm_betas`. Otherwise ``n_betas`` values evenly spaced.
-    base : "uniform" or (D,) tensor
-        Visible biases b_A of the base model; ``"uniform"`` is b_A = 0, and
-        :func:`base_rate_biases` (data) gives the base-rate model of S&M (2008).
-    reverse : bool
-        Run from B to A. Needs ``init_v`` (n_chains, D): samples of the RBM (exact ones
-        make the estimate a stochastic upper bound; long Gibbs chains or data
-        approximate them).
+    - ``log_z_base``: the exact log Z_0 of the base (a float);
+    - ``sample_base(n, generator)``: n exact samples of p_0, in the path's state;
+    - ``log_p_star(x, beta)``: log p*_beta(x), (n,), unnormalised;
+    - ``transition(x, beta, generator)``: a move leaving p_beta invariant.
+
+    A state ``x`` is whatever the path needs (a tensor (n, D), a list of layers);
+    ``check_init(x, n)`` may check and convert a reverse run's start. ``step`` is one
+    AIS step; a path may override it with a faster one (sharing products between the
+    weight and the move), tested equal to this one.
     """
-    W, b, c = rbm.W.detach(), rbm.b.detach(), rbm.c.detach()
-    D, H = W.shape
-    dtype, device = W.dtype, W.device
+
+    log_z_base: float
+    device: torch.device | None = None
+
+    def sample_base(self, n: int, generator: torch.Generator | None = None):
+        raise NotImplementedError
+
+    def log_p_star(self, x, beta: float) -> Tensor:
+        raise NotImplementedError
+
+    def transition(self, x, beta: float, generator: torch.Generator | None = None):
+        raise NotImplementedError
+
+    def check_init(self, x, n: int):
+        return x
+
+    def step(self, x, prev: float, cur: float, generator=None):
+        """log p*_cur(x) - log p*_prev(x), and x moved by T_cur (§18.7)."""
+        # [maths:ais.step]
+        d_log_w = self.log_p_star(x, cur) - self.log_p_star(x, prev)
+        x = self.transition(x, cur, generator=generator)
+        # [/maths:ais.step]
+        return d_log_w, x
+
+
+def _base_biases(base: Tensor | str, D: int, dtype, device) -> Tensor:
+    if isinstance(base, str):
+        if base != "uniform":
+            raise ValueError(
+                "base must be 'uniform' or a (D,) tensor of visible biases; got "
+                f"{base!r}"
+            )
+        return torch.zeros(D, dtype=dtype, device=device)
+    if not isinstance(base, Tensor) or base.shape != (D,):
+        got = tuple(base.shape) if isinstance(base, Tensor) else type(base).__name__
+        raise ValueError(f"base biases must have shape ({D},); got {got}")
+    return base.to(dtype=dtype, device=device)
+
+
+class RBMPath(AnnealingPath):
+    """The geometric path of Salakhutdinov & Murray (2008) for a BernoulliRBM: the
+    base has visible biases ``b_A`` and no weights; the hidden units are summed out
+    (:func:`_log_p_star`); the move is one tempered block-Gibbs sweep.
+    """
+
+    def __init__(self, rbm, base: Tensor | str = "uniform"):
+        self.W, self.b, self.c = rbm.W.detach(), rbm.b.detach(), rbm.c.detach()
+        D, H = self.W.shape
+        self.device = self.W.device
+        self.b_a = _base_biases(base, D, self.W.dtype, self.device)
+        self.log_z_base = float(H * math.log(2.0) + F.softplus(self.b_a.double()).sum())
+
+    def _bern(self, p: Tensor, generator) -> Tensor:
+        return torch.bernoulli(p, generator=generator)
+
+    def sample_base(self, n, generator=None):
+        p = torch.sigmoid(self.b_a).expand(n, len(self.b_a)).contiguous()
+        return self._bern(p, generator)  # (n, D), exact samples of p_A
+
+    def log_p_star(self, v, beta):
+        return _log_p_star(v, beta, self.W, self.b, self.c, self.b_a)
+
+    def transition(self, v, beta, generator=None):
+        # block Gibbs leaving p_beta invariant (eq. 20.14, 20.16 at inverse
+        # temperature beta): h ~ P_beta(h | v), v ~ P_beta(v | h)
+        h = self._bern(torch.sigmoid(beta * (v @ self.W + self.c)), generator)
+        p_v = torch.sigmoid((1 - beta) * self.b_a + beta * (self.b + h @ self.W.T))
+        return self._bern(p_v, generator)
+
+    def check_init(self, v, n):
+        D = len(self.b)
+        if not isinstance(v, Tensor) or v.shape != (n, D):
+            raise ValueError(
+                f"reverse AIS needs init_v of shape ({n}, {D}): samples of the RBM"
+            )
+        return v.to(dtype=self.W.dtype, device=self.device)
+
+    def step(self, v, prev, cur, generator=None):
+        # the same draws as AnnealingPath.step, with one product v W shared between
+        # the weight and the Gibbs sweep
+        W, b, c, b_a = self.W, self.b, self.c, self.b_a
+        pre = v @ W + c  # (n, H)
+        d_log_w = (
+            (cur - prev) * (v @ (b - b_a))
+            + F.softplus(cur * pre).sum(-1)
+            - F.softplus(prev * pre).sum(-1)
+        )
+        h = self._bern(torch.sigmoid(cur * pre), generator)
+        v = self._bern(torch.sigmoid((1 - cur) * b_a + cur * (b + h @ W.T)), generator)
+        return d_log_w, v
+
+
+def annealing_path(model, *, base: Tensor | str = "uniform") -> AnnealingPath:
+    """The annealing path :func:`ais` uses for ``model``: an :class:`AnnealingPath`
+    as given; :class:`RBMPath` for a BernoulliRBM; :class:`~dgmlib.mcmc.paths.DBMPath`
+    (odd layers summed out) for a DBM. ``base``: the base model's visible biases.
+    """
+    from ..energy.dbm import DBM
+    from ..energy.rbm import BernoulliRBM
+    from .paths import DBMPath
+
+    if isinstance(model, AnnealingPath):
+        if not (isinstance(base, str) and base == "uniform"):
+            raise ValueError(
+                "base= belongs to the path when ais is given an AnnealingPath; build "
+                "the path with its base instead"
+            )
+        return model
+    if isinstance(model, BernoulliRBM):
+        return RBMPath(model, base)
+    if isinstance(model, DBM):
+        return DBMPath(model, base)
+    raise ValueError(
+        "ais needs a BernoulliRBM, a DBM or an AnnealingPath (base log Z, base "
+        f"samples, log p*_beta, an invariant transition); got {type(model).__name__}"
+    )
+
+
+def _check_betas(betas: Tensor | None, n_betas: int | None) -> list[float]:
     if betas is None:
         if n_betas is None or n_betas < 2:
             raise ValueError(
                 "ais needs betas=..., or n_betas >= 2 for an evenly spaced schedule"
             )
         betas = torch.linspace(0, 1, n_betas, dtype=torch.float64)
-    betas = betas.to(torch.float64)
+    betas = torch.as_tensor(betas).to(torch.float64)
     if (
         betas.ndim != 1
         or len(betas) < 2
@@ -163,56 +284,65 @@ def ais(
         raise ValueError(
             "betas must be a 1-D non-decreasing schedule from exactly 0 to exactly 1"
         )
-    if isinstance(base, str):
-        if base != "uniform":
-            raise ValueError(
-                "base must be 'uniform' or a (D,) tensor of visible biases; got "
-                f"{base!r}"
-            )
-        b_a = torch.zeros(D, dtype=dtype, device=device)
-    else:
-        if base.shape != (D,):
-            raise ValueError(
-                f"base biases must have shape ({D},); got {tuple(base.shape)}"
-            )
-        b_a = base.to(dtype=dtype, device=device)
-    log_z_base = float(H * math.log(2.0) + F.softplus(b_a.double()).sum())
-    if generator is not None and generator.device.type != device.type:
+    return betas.tolist()
+
+
+@torch.no_grad()
+def ais(
+    model,
+    *,
+    betas: Tensor | None = None,
+    n_betas: int | None = None,
+    n_chains: int = 100,
+    base: Tensor | str = "uniform",
+    reverse: bool = False,
+    init_v=None,
+    generator: torch.Generator | None = None,
+) -> AISResult:
+    """Estimate log Z by (reverse) annealed importance sampling over an annealing
+    path: ``model`` is an :class:`AnnealingPath`, a BernoulliRBM (:class:`RBMPath`)
+    or a DBM (:class:`~dgmlib.mcmc.paths.DBMPath`, odd layers summed out).
+
+    Parameters
+    ----------
+    betas : (K,) tensor, increasing from 0 to 1, or None
+        The schedule; e.g. :func:`sm_betas`. Otherwise ``n_betas`` values evenly spaced.
+    base : "uniform" or (D,) tensor
+        Visible biases b_A of the base model; ``"uniform"`` is b_A = 0, and
+        :func:`base_rate_biases` (data) gives the base-rate model of S&M (2008).
+    reverse : bool
+        Run from the target back to the base. Needs ``init_v``: ``n_chains`` samples
+        of the target in the path's state (RBM: (n_chains, D); DBM: the list of
+        layers). Exact ones make the estimate a stochastic upper bound; long Gibbs
+        chains or data approximate them.
+    """
+    path = annealing_path(model, base=base)
+    schedule = _check_betas(betas, n_betas)
+    device = path.device
+    if (
+        generator is not None
+        and device is not None
+        and generator.device.type != torch.device(device).type
+    ):
         raise ValueError(
-            f"the generator is on {generator.device} but the RBM is on {device}; "
+            f"the generator is on {generator.device} but the model is on {device}; "
             f"make one there: torch.Generator(device={str(device)!r}).manual_seed(...)"
         )
-
-    if reverse and (init_v is None or init_v.shape != (n_chains, D)):
-        raise ValueError(
-            f"reverse AIS needs init_v of shape ({n_chains}, {D}): samples of the RBM"
-        )
-
-    def bern(p: Tensor) -> Tensor:
-        return torch.bernoulli(p, generator=generator)
-
-    # [maths:ais.loop]
-    schedule = betas.tolist()
-    if reverse:  # from samples of B, beta from 1 down to 0
-        v = init_v.to(dtype=dtype, device=device)
-        schedule = schedule[::-1]
+    if reverse:
+        if init_v is None:
+            raise ValueError(
+                "reverse AIS needs init_v: n_chains samples of the target model"
+            )
+        x = path.check_init(init_v, n_chains)
+        schedule = schedule[::-1]  # from the target, beta from 1 down to 0
     else:
-        v = bern(
-            torch.sigmoid(b_a).expand(n_chains, D).contiguous()
-        )  # exact samples of p_A
+        x = path.sample_base(n_chains, generator=generator)  # exact samples of p_0
     log_w = torch.zeros(n_chains, dtype=torch.float64, device=device)
+    # [maths:ais.loop]
     for k in range(1, len(schedule)):
         prev, cur = schedule[k - 1], schedule[k]
-        # log p*_cur(v) - log p*_prev(v), from one product v W shared with the Gibbs
-        # step below
-        pre = v @ W + c  # (n, H)
-        log_w += (
-            (cur - prev) * (v @ (b - b_a))
-            + F.softplus(cur * pre).sum(-1)
-            - F.softplus(prev * pre).sum(-1)
-        ).double()
-        # block Gibbs leaving p_cur invariant: h ~ P_cur(h | v), v ~ P_cur(v | h)
-        h = bern(torch.sigmoid(cur * pre))
-        v = bern(torch.sigmoid((1 - cur) * b_a + cur * (b + h @ W.T)))
+        # log p*_cur(x) - log p*_prev(x), then x moved by a T leaving p_cur invariant
+        d_log_w, x = path.step(x, prev, cur, generator=generator)
+        log_w += d_log_w.double()
     # [/maths:ais.loop]
-    return _summarise(log_w, log_z_base, len(schedule), reverse)
+    return _summarise(log_w, path.log_z_base, len(schedule), reverse)

@@ -1,0 +1,119 @@
+"""Annealing paths for :func:`dgmlib.mcmc.ais` beyond the RBM's (§18.7, §20.4.3).
+
+The DBM path (Salakhutdinov & Hinton 2009): the base model has visible biases ``b_A``
+and nothing else (every hidden unit uniform); in between, the whole energy is tempered,
+
+    log p*_beta(x) = (1 - beta) b_A.v - beta E(x),
+
+and the odd layers (h1, h3, ...) are summed out analytically, as the hidden layer of
+an RBM is, so the importance weights depend on the even layers (v, h2, ...) alone:
+
+    log p*_beta(x_even) = (1 - beta) b_A.v + dbm.log_p_star(x, sum_out="odd", beta)
+
+(at beta = 0 that is b_A.v + (n_1 + n_3 + ...) log 2, so
+log Z_0 = sum_i softplus(b_A,i) + (n_1 + ... + n_L) log 2). The move is one two-block
+Gibbs sweep of the tempered joint: the odd layers given the even ones, then the even
+ones given the odd ones; it leaves the joint, and so its even marginal, invariant.
+A state is the list of every layer [v, h1, ..., h_L]; the odd entries are redrawn
+before they are read.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .ais import AnnealingPath, _base_biases
+
+__all__ = ["DBMPath"]
+
+
+class DBMPath(AnnealingPath):
+    """The tempered path of a :class:`~dgmlib.energy.DBM` from a base with visible
+    biases ``base`` ("uniform": zero), odd layers summed out.
+    """
+
+    def __init__(self, dbm, base: Tensor | str = "uniform"):
+        self.dbm = dbm
+        W0 = dbm.W[0]
+        self.device, self.dtype = W0.device, W0.dtype
+        self.b_a = _base_biases(base, dbm.sizes[0], self.dtype, self.device)
+        n_hidden = sum(dbm.sizes[1:])
+        self.log_z_base = float(
+            n_hidden * math.log(2.0) + F.softplus(self.b_a.double()).sum()
+        )
+
+    def _bern(self, p: Tensor, generator) -> Tensor:
+        return torch.bernoulli(p, generator=generator)
+
+    def sample_base(self, n, generator=None):
+        """v ~ Bernoulli(sigmoid(b_A)), every hidden unit ~ Bernoulli(1/2)."""
+        v = self._bern(torch.sigmoid(self.b_a).expand(n, -1).contiguous(), generator)
+        hidden = [
+            self._bern(
+                torch.full((n, k), 0.5, dtype=self.dtype, device=self.device),
+                generator,
+            )
+            for k in self.dbm.sizes[1:]
+        ]
+        return [v, *hidden]
+
+    def log_p_star(self, x, beta):
+        """(1 - beta) b_A.v + log sum_{odd} exp(-beta E(x)); (n,)."""
+        return (1 - beta) * (x[0] @ self.b_a) + self.dbm.log_p_star(
+            x, sum_out="odd", beta=beta
+        )
+
+    def _sample_side(self, x, side, beta, generator, logits=None):
+        dbm = self.dbm
+        x = list(x)
+        for l in range(side, dbm.n_layers, 2):
+            a = dbm.logits(x, l) if logits is None else logits[l]
+            if l == 0:
+                p = torch.sigmoid((1 - beta) * self.b_a + beta * a)
+            else:
+                p = torch.sigmoid(beta * a)
+            x[l] = self._bern(p, generator)
+        return x
+
+    def transition(self, x, beta, generator=None):
+        # two-block Gibbs on the tempered joint: odd layers, then even ones
+        x = self._sample_side(x, 1, beta, generator)
+        return self._sample_side(x, 0, beta, generator)
+
+    def check_init(self, x, n):
+        sizes = self.dbm.sizes
+        shapes = [(n, k) for k in sizes]
+        if (
+            isinstance(x, Tensor)
+            or len(x) != len(sizes)
+            or any(tuple(t.shape) != s for t, s in zip(x, shapes))
+        ):
+            got = (
+                tuple(x.shape)
+                if isinstance(x, Tensor)
+                else [tuple(getattr(t, "shape", ())) for t in x]
+            )
+            raise ValueError(
+                f"reverse AIS on a DBM needs init_v = [v, h1, ...] of shapes {shapes}: "
+                f"samples of every layer (e.g. from long Gibbs chains); got {got}"
+            )
+        return [t.to(dtype=self.dtype, device=self.device) for t in x]
+
+    def step(self, x, prev, cur, generator=None):
+        # the same draws as AnnealingPath.step, with the odd layers' logits shared
+        # between the weight and the first Gibbs block
+        dbm, mu = self.dbm, self.dbm.mu
+        a = {l: dbm.logits(x, l) for l in range(1, dbm.n_layers, 2)}  # (n, n_l)
+        d_log_w = (cur - prev) * (x[0] @ -self.b_a)
+        for l in range(0, dbm.n_layers, 2):
+            d_log_w = d_log_w + (cur - prev) * ((x[l] - mu[l]) @ dbm.b[l])
+        for l, al in a.items():
+            d_log_w = d_log_w + (
+                F.softplus(cur * al) - F.softplus(prev * al) - (cur - prev) * mu[l] * al
+            ).sum(-1)
+        x = self._sample_side(x, 1, cur, generator, logits=a)
+        return d_log_w, self._sample_side(x, 0, cur, generator)
