@@ -3,7 +3,15 @@ kin (§20.1-20.8).
 """
 
 from .bm import BoltzmannMachine, exact_gradient, fit_bm_exact, hebbian_update
-from .dbm import DBM, gibbs_sweep, sample_dbm
+from .dbm import (
+    DBM,
+    DBMStep,
+    fit_dbm,
+    gibbs_sweep,
+    pretrain_dbm,
+    sample_dbm,
+    variational_sml_step,
+)
 from .dbn import (
     DBN,
     DBNSample,
@@ -42,4 +50,12 @@ __all__ += [
     "hamming_distance",
     "hamming_neighbours",
 ]
-__all__ += ["DBM", "gibbs_sweep", "sample_dbm"]
+__all__ += [
+    "DBM",
+    "DBMStep",
+    "fit_dbm",
+    "gibbs_sweep",
+    "pretrain_dbm",
+    "sample_dbm",
+    "variational_sml_step",
+]

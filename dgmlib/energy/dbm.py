@@ -32,18 +32,31 @@ The model computes; learning (:func:`fit_dbm`, :func:`pretrain_dbm`), sampling
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_binary, check_shape
+from ..train import History, fit
+from .recipe import (
+    MomentumSGD,
+    Progress,
+    linear_decay,
+    resolve_momentum,
+    resolve_schedule,
+    visible_bias_from_data,
+)
 
 __all__ = [
     "DBM",
+    "DBMStep",
+    "fit_dbm",
     "gibbs_sweep",
+    "pretrain_dbm",
     "sample_dbm",
+    "variational_sml_step",
 ]
 
 
@@ -424,3 +437,389 @@ def sample_dbm(
     for _ in range(n_steps):
         x = gibbs_sweep(dbm, x, generator=generator)
     return x
+
+
+# --- learning: variational SML (Algorithm 20.1) ---------------------------------------
+@torch.no_grad()
+def variational_sml_step(
+    dbm: DBM,
+    v: Tensor,
+    chains: Sequence[Tensor],
+    *,
+    lr: float,
+    k: int = 1,
+    n_mean_field: int = 10,
+    generator: torch.Generator | None = None,
+) -> list[Tensor]:
+    """One update of variational stochastic maximum likelihood, Algorithm 20.1 as
+    written (with biases, any number of layers); returns the moved chains.
+
+    Positive phase: mean field on the minibatch ``v`` (eq. 20.33-20.34). Negative
+    phase: ``k`` two-block Gibbs sweeps of the persistent ``chains`` [V~, H~1, ...]
+    (block 1 the even layers, block 2 the odd ones). The weights move by
+    ``lr`` (<x_l x_{l+1}>_data - <x_l x_{l+1}>_model) and the biases by
+    ``lr`` (<x_l>_data - <x_l>_model). The algorithm's printed negative phase for
+    W^(1) reads V^T H~^(1); the gradient of log Z needs the model's V~^T H~^(1).
+    """
+    if dbm.centered:
+        raise ValueError(
+            "variational_sml_step is Algorithm 20.1 for the ordinary DBM; this one has "
+            "offsets (dbm.mu): train it with fit_dbm(dbm, data, centered=True)"
+        )
+    # [maths:dbm.variational_sml]
+    q = [v, *dbm.mean_field(v, n_iter=n_mean_field)]  # positive phase (eq. 20.33-34)
+    x = list(chains)
+    for _ in range(k):  # negative phase: block Gibbs, even block then odd block
+        for side in (0, 1):
+            for l in range(side, dbm.n_layers, 2):
+                x[l] = _bernoulli(torch.sigmoid(dbm.logits(x, l)), generator)
+    m, M = len(v), len(x[0])
+    dW = [q[l].T @ q[l + 1] / m - x[l].T @ x[l + 1] / M for l in range(len(dbm.W))]
+    db = [q[l].mean(0) - x[l].mean(0) for l in range(dbm.n_layers)]
+    for Wl, dWl in zip(dbm.W, dW):
+        Wl.add_(dWl, alpha=lr)
+    for bl, dbl in zip(dbm.b, db):
+        bl.add_(dbl, alpha=lr)
+    # [/maths:dbm.variational_sml]
+    return x
+
+
+class DBMStep:
+    """The practical step of :func:`fit_dbm`: Algorithm 20.1 with the recipe
+    (momentum, weight decay on the weights, a scheduled rate set in ``lr``), the
+    visible layer's input to mean field computed once, products accumulated straight
+    into the velocities; optionally partial mean field in the negative phase and
+    centering. Same numbers as :func:`variational_sml_step` on the same seed when the
+    extras are off (tests/test_dbm.py).
+    """
+
+    def __init__(
+        self,
+        dbm: DBM,
+        chains: list[Tensor],
+        *,
+        k: int = 1,
+        n_mean_field: int = 10,
+        negative: str = "sample",
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        centered: bool = False,
+        offset_rate: float = 0.01,
+        monitor: bool = False,
+        generator: torch.Generator | None = None,
+    ):
+        self.dbm, self.chains, self.k, self.n_mean_field = dbm, chains, k, n_mean_field
+        self.negative, self.centered, self.offset_rate = negative, centered, offset_rate
+        self.monitor, self.generator, self.lr = monitor, generator, 0.0
+        n_w = len(dbm.W)
+        self.opt = MomentumSGD(
+            [*dbm.W, *dbm.b],
+            [True] * n_w + [False] * dbm.n_layers,
+            momentum=momentum,
+            weight_decay=weight_decay,
+        )
+
+    def mean_field(self, v: Tensor) -> list[Tensor]:
+        """dbm.mean_field(v, n_iter=n_mean_field) with v's product computed once."""
+        dbm, n = self.dbm, self.dbm.n_layers
+        W, b, mu = list(dbm.W), list(dbm.b), list(dbm.mu)
+        v_in = (v - mu[0]) @ W[0]  # (B, n_1), the visible layer's input to h1
+        q = [v]
+        for l in range(1, n):  # bottom-up start, doubled below the top
+            scale = 2.0 if l < n - 1 else 1.0
+            below = v_in if l == 1 else (q[l - 1] - mu[l - 1]) @ W[l - 1]
+            q.append(torch.sigmoid(b[l] + scale * below))
+        for _ in range(self.n_mean_field):
+            for side in (1, 2):
+                for l in range(side, n, 2):
+                    a = b[l] + (v_in if l == 1 else (q[l - 1] - mu[l - 1]) @ W[l - 1])
+                    if l < n - 1:
+                        a = torch.addmm(a, q[l + 1] - mu[l + 1], W[l].T)
+                    q[l] = torch.sigmoid(a)
+        return q
+
+    @torch.no_grad()
+    def __call__(self, v: Tensor) -> dict[str, float]:
+        dbm, g = self.dbm, self.generator
+        n = dbm.n_layers
+        q = self.mean_field(v)  # positive phase
+        x = self.chains
+        for _ in range(self.k):  # negative phase: even block, then odd block
+            for side in (0, 1):
+                for l in range(side, n, 2):
+                    x[l] = _bernoulli(torch.sigmoid(dbm.logits(x, l)), g)
+        neg = x
+        if self.negative == "mean_field":  # one mean-field step from the chains
+            neg = list(x)
+            for side in (1, 2):
+                for l in range(side, n, 2):
+                    neg[l] = torch.sigmoid(dbm.logits(neg, l))
+        m, M = len(v), len(x[0])
+        mu = list(dbm.mu)
+        sp = [t - c for t, c in zip(q, mu)] if self.centered else q
+        sn = [t - c for t, c in zip(neg, mu)] if self.centered else neg
+        lr = self.lr
+        vel = self.opt.begin(lr)
+        for l in range(n - 1):
+            vel[l].addmm_(sp[l].T, sp[l + 1], alpha=lr / m)
+            vel[l].addmm_(sn[l].T, sn[l + 1], alpha=-lr / M)
+        for l in range(n):
+            vel[n - 1 + l].add_(q[l].mean(0) - neg[l].mean(0), alpha=lr)
+        self.opt.apply()
+        if self.centered:  # offsets follow the data-side means; biases absorb it
+            r = self.offset_rate
+            new = [mu[0]] + [(1 - r) * c + r * t.mean(0) for c, t in zip(mu[1:], q[1:])]
+            dbm.recenter(new)
+        if not self.monitor:
+            return {}
+        # the unnormalised bound -E_Q[E] + H(Q) (eq. 20.35 without log Z)
+        return {"bound_plus_log_z": float(dbm.variational_bound(v, q[1:]).mean())}
+
+
+def _init_chains(dbm: DBM, data: Tensor, n: int, generator) -> list[Tensor]:
+    """Persistent chains at random training images, hidden layers drawn from their
+    bottom-up means."""
+    idx = torch.randint(
+        len(data),
+        (n,),
+        generator=generator,
+        device=generator.device if generator is not None else "cpu",
+    )
+    v = data[idx.to(data.device)].clone()
+    return [v, *(_bernoulli(p, generator) for p in dbm._bottom_up(v))]
+
+
+def fit_dbm(
+    dbm: DBM,
+    data: Tensor,
+    *,
+    epochs: int | None = None,
+    seconds: float | None = None,
+    batch_size: int = 100,
+    lr: float = 0.001,
+    schedule: str | Callable[[float], float] = "linear",
+    momentum: float | Callable[[float], float] = 0.9,
+    weight_decay: float = 2e-4,
+    k: int = 1,
+    n_mean_field: int = 10,
+    n_chains: int | None = None,
+    chains: Sequence[Tensor] | None = None,
+    negative: str = "sample",
+    centered: bool = False,
+    offset_rate: float = 0.01,
+    init_visible_bias: bool = True,
+    monitor: bool = False,
+    generator: torch.Generator | None = None,
+    quiet: bool | None = None,
+) -> History:
+    """Train ``dbm`` in place by variational SML (Algorithm 20.1) with the library's
+    recipe (:mod:`dgmlib.energy.recipe`).
+
+    Each update: mean field on the minibatch (``n_mean_field`` iterations, eq.
+    20.33-20.34) for the positive phase; ``k`` two-block Gibbs sweeps of ``n_chains``
+    persistent chains (default ``batch_size``) for the negative phase. The chains
+    persist across every update and epoch of the call, start at random training
+    images (hidden layers drawn bottom-up) or at ``chains`` when the caller passes
+    back ``History.chains`` of an earlier call. ``negative="mean_field"`` computes the
+    negative statistics from one mean-field step from the chains (the partial mean
+    field of Salakhutdinov & Hinton 2009; §20.4.4).
+
+    The budget is ``epochs`` (default 1) or ``seconds``; the rate of update i is
+    ``lr * schedule(t)``, t the fraction of the budget spent (default: linear decay
+    to zero). Momentum (default 0.9: the long-run step is ``lr / (1 - 0.9)``) and weight
+    decay on the weights follow :class:`recipe.MomentumSGD`. With
+    ``init_visible_bias`` the visible biases start at the data's log-odds when they
+    are zero and no chains are passed back.
+
+    ``centered=True`` trains the centered DBM (eq. 20.37; Montavon & Müller 2012):
+    the offsets (``dbm.mu``) start at the data mean (visible) and 0.5 (hidden) and
+    the hidden ones follow the data-side means by a moving average (``offset_rate``);
+    :meth:`DBM.recenter` keeps the distribution unchanged at each move, and the
+    gradient is taken in the centered parameters (Melchior et al. 2016).
+
+    Returns a :class:`~dgmlib.train.History` with ``chains`` (pass back to continue)
+    and ``updates``; it records the unnormalised bound per step when ``monitor``.
+    """
+    data = dbm._check_layer(data, 0)
+    if k < 1:
+        raise ValueError(f"k (Gibbs sweeps per update) must be >= 1; got {k}")
+    if n_mean_field < 1:
+        raise ValueError(f"n_mean_field must be >= 1; got {n_mean_field}")
+    if negative not in ("sample", "mean_field"):
+        raise ValueError(
+            f"negative must be 'sample' (Algorithm 20.1) or 'mean_field' (partial "
+            f"mean field, S&H 2009); got {negative!r}"
+        )
+    if seconds is not None and seconds <= 0:
+        raise ValueError(f"seconds (a time budget) must be > 0; got {seconds}")
+    if epochs is not None and epochs < 0:
+        raise ValueError(f"epochs must be >= 0; got {epochs}")
+    lr_of, momentum_of = resolve_schedule(schedule), resolve_momentum(momentum)
+    if chains is not None:
+        chains = [t.clone() for t in dbm._check_x(chains)]
+    if init_visible_bias and chains is None and not dbm.b[0].any():
+        dbm.b[0].copy_(visible_bias_from_data(data))
+    if centered and not dbm.centered:
+        dbm.recenter([data.mean(0)] + [torch.full((n,), 0.5) for n in dbm.sizes[1:]])
+    if chains is None:
+        chains = _init_chains(dbm, data, n_chains or batch_size, generator)
+    step = DBMStep(
+        dbm,
+        chains,
+        k=k,
+        n_mean_field=n_mean_field,
+        negative=negative,
+        momentum=momentum_of(0.0),
+        weight_decay=weight_decay,
+        centered=centered,
+        offset_rate=offset_rate,
+        monitor=monitor,
+        generator=generator,
+    )
+    n_batches = -(-len(data) // batch_size)
+    if seconds is None:
+        epochs = 1 if epochs is None else epochs
+        progress = Progress(total_steps=epochs * n_batches)
+    else:
+        epochs = 10**9 if epochs is None else epochs
+        progress = Progress(seconds=seconds)
+
+    def scheduled(v: Tensor) -> dict[str, float]:
+        t = progress()
+        step.lr, step.opt.momentum = lr * lr_of(t), momentum_of(t)
+        out = step(v)
+        progress.tick()
+        return out
+
+    hist = fit(
+        scheduled,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        generator=generator,
+        desc="DBM variational SML",
+        quiet=quiet,
+        callback=None if seconds is None else (lambda i, row: progress.done),
+    )
+    hist.chains = [t.clone() for t in step.chains]
+    hist.updates = progress.steps
+    return hist
+
+
+# --- greedy layer-wise pretraining (§20.4.4) ------------------------------------------
+@torch.no_grad()
+def _fit_rbm_with_copies(
+    W: Tensor,
+    b: Tensor,
+    c: Tensor,
+    data: Tensor,
+    *,
+    copies: tuple[int, int],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    generator: torch.Generator | None,
+    quiet: bool | None,
+) -> History:
+    """CD-1 (rate decaying linearly to zero) on an RBM whose visible and hidden
+    layers appear in ``copies = (n_v, n_h)`` tied copies: the hidden units see
+    ``c + n_v x W``, the visible ones ``b + n_h W h``. (2, 1) is the bottom RBM of a
+    DBM stack, (1, 2) the top one. The gradient of tied copies is the sum over the
+    copies. ``data`` may hold probabilities (the posterior means of the layer below).
+    """
+    n_v, n_h = copies
+    opt = MomentumSGD(
+        [W, b, c], [True, False, False], momentum=momentum, weight_decay=weight_decay
+    )
+    progress = Progress(total_steps=max(1, epochs * -(-len(data) // batch_size)))
+
+    def step(x: Tensor) -> dict[str, float]:
+        ph = torch.sigmoid(c + n_v * (x @ W))  # (B, H) positive phase
+        h = _bernoulli(ph, generator)
+        x_neg = _bernoulli(torch.sigmoid(b + n_h * (h @ W.T)), generator)  # (B, D)
+        ph_neg = torch.sigmoid(c + n_v * (x_neg @ W))
+        m = len(x)
+        dW = (n_v * n_h) * (x.T @ ph - x_neg.T @ ph_neg) / m
+        db = n_v * (x.mean(0) - x_neg.mean(0))
+        dc = n_h * (ph.mean(0) - ph_neg.mean(0))
+        opt.step([dW, db, dc], lr * linear_decay(progress()))
+        progress.tick()
+        return {}
+
+    return fit(
+        step,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        generator=generator,
+        desc="DBM pretraining",
+        quiet=quiet,
+    )
+
+
+def pretrain_dbm(
+    dbm: DBM,
+    data: Tensor,
+    *,
+    epochs: int | Sequence[int] = 10,
+    batch_size: int = 100,
+    lr: float = 0.05,
+    momentum: float = 0.5,
+    weight_decay: float = 2e-4,
+    generator: torch.Generator | None = None,
+    quiet: bool | None = None,
+) -> list[History]:
+    """Greedy layer-wise pretraining of a DBM by a stack of RBMs (§20.4.4;
+    Salakhutdinov & Hinton 2009), written into ``dbm`` in place.
+
+    The bottom RBM (v, h1) is trained with two tied copies of the visible units (its
+    hidden units see 2 v W, the doubled bottom-up input), the top RBM (h_{L-1}, h_L)
+    with two copies of the top layer (its visible units see 2 W h_L), the middle ones
+    as ordinary RBMs whose weights are then halved: in the DBM each hidden layer gets
+    input from both sides. Each RBM is trained by CD-1 (linear rate decay) on the
+    previous one's posterior means. A layer's bias is the mean of the biases the two
+    RBMs that contain it learned. ``epochs``: one number, or one per RBM.
+    """
+    data = dbm._check_layer(data, 0)
+    L = dbm.n_layers - 1
+    per = [epochs] * L if isinstance(epochs, int) else list(epochs)
+    if len(per) != L:
+        raise ValueError(f"epochs needs one entry per RBM ({L}); got {len(per)}")
+    if not dbm.b[0].any():
+        dbm.b[0].copy_(visible_bias_from_data(data))
+    x, hists, hidden_biases = data, [], []
+    for l in range(L):
+        copies = (2 if l == 0 and L > 1 else 1, 2 if l == L - 1 and L > 1 else 1)
+        W = dbm.W[l].clone()
+        b = dbm.b[0].clone() if l == 0 else torch.zeros_like(dbm.b[l])
+        c = torch.zeros_like(dbm.b[l + 1])
+        hists.append(
+            _fit_rbm_with_copies(
+                W,
+                b,
+                c,
+                x,
+                copies=copies,
+                epochs=per[l],
+                batch_size=batch_size,
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                generator=generator,
+                quiet=quiet,
+            )
+        )
+        middle = 0 < l < L - 1
+        dbm.W[l].copy_(W / 2 if middle else W)
+        if l == 0:
+            dbm.b[0].copy_(b)
+        else:
+            dbm.b[l].copy_((hidden_biases[-1] + b) / 2)
+        hidden_biases.append(c)
+        x = torch.sigmoid(c + copies[0] * (x @ W))  # posterior means: next RBM's data
+    dbm.b[L].copy_(hidden_biases[-1])
+    for m in dbm.mu:
+        m.zero_()
+    return hists
