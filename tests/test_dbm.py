@@ -497,3 +497,41 @@ def test_fit_dbm_rejects_bad_input():
         variational_sml_step(
             dbm, torch.zeros(5, 4), [torch.zeros(5, n) for n in dbm.sizes], lr=0.1
         )
+
+
+def test_bfloat16_products_stay_close_to_float32():
+    """matmul_dtype=torch.bfloat16: the mean field and one update agree with the
+    float32 step to bfloat16's rounding (the draws are the same but for units whose
+    u falls within the rounding of p).
+    """
+    data = bars().repeat(3, 1)[:20].float()
+    a, b = (
+        DBM([9, 6, 4], init_std=0.5, generator=torch.Generator().manual_seed(13))
+        for _ in range(2)
+    )
+    chains = [
+        torch.bernoulli(
+            torch.full((8, n), 0.5), generator=torch.Generator().manual_seed(1)
+        )
+        for n in a.sizes
+    ]
+    steps = [
+        DBMStep(
+            m,
+            [t.clone() for t in chains],
+            generator=torch.Generator().manual_seed(2),
+            matmul_dtype=dt,
+        )
+        for m, dt in ((a, None), (b, torch.bfloat16))
+    ]
+    for s in steps:
+        s.lr = 0.05
+    q32, q16 = (s.mean_field(data) for s in steps)
+    for p, q in zip(q32[1:], q16[1:]):
+        torch.testing.assert_close(p, q, atol=0.02, rtol=0)
+    for s in steps:
+        s(data)
+    for p, q in zip([*a.W, *a.b], [*b.W, *b.b]):
+        torch.testing.assert_close(p, q, atol=0.05 * 2 / 8, rtol=0)
+    with pytest.raises(ValueError, match="floating"):
+        fit_dbm(a, data, matmul_dtype=torch.int8)

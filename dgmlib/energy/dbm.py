@@ -507,7 +507,9 @@ class DBMStep:
         offset_rate: float = 0.01,
         monitor: bool = False,
         generator: torch.Generator | None = None,
+        matmul_dtype: torch.dtype | None = None,
     ):
+        self.matmul_dtype = matmul_dtype
         self.dbm, self.chains, self.k, self.n_mean_field = dbm, chains, k, n_mean_field
         self.negative, self.centered, self.offset_rate = negative, centered, offset_rate
         self.monitor, self.generator, self.lr = monitor, generator, 0.0
@@ -519,50 +521,106 @@ class DBMStep:
             weight_decay=weight_decay,
         )
 
-    def mean_field(self, v: Tensor) -> list[Tensor]:
-        """dbm.mean_field(v, n_iter=n_mean_field) with v's product computed once."""
+    def _prepare(self) -> None:
+        """Per update: the offsets folded into effective biases,
+        c_l = b_l - mu_{l-1} W_{l-1} - W_l mu_{l+1}, so every logit is
+        c_l + x_{l-1} W_{l-1} + x_{l+1} W_l^T (no subtraction per state); and the
+        weights in matmul_dtype when one is set.
+        """
         dbm, n = self.dbm, self.dbm.n_layers
         W, b, mu = list(dbm.W), list(dbm.b), list(dbm.mu)
-        v_in = (v - mu[0]) @ W[0]  # (B, n_1), the visible layer's input to h1
+        c = []
+        for l in range(n):
+            cl = b[l]
+            if l > 0:
+                cl = cl - mu[l - 1] @ W[l - 1]
+            if l < n - 1:
+                cl = cl - W[l] @ mu[l + 1]
+            c.append(cl)
+        self._c = c
+        lo = self.matmul_dtype
+        self._W = W if lo is None else [w.to(lo) for w in W]
+
+    def _mm(self, a: Tensor, l: int, transpose: bool) -> Tensor:
+        """a @ W_l (or a @ W_l^T), in matmul_dtype when set, returned in float."""
+        Wl = self._W[l].T if transpose else self._W[l]
+        lo = self.matmul_dtype
+        return a @ Wl if lo is None else (a.to(lo) @ Wl).to(self._c[0].dtype)
+
+    def _logits(self, x: list[Tensor], l: int, below: Tensor | None = None) -> Tensor:
+        """c_l + x_{l-1} W_{l-1} + x_{l+1} W_l^T; ``below`` replaces the first term's
+        product when it is already known.
+        """
+        n = self.dbm.n_layers
+        lo = self.matmul_dtype
+        if l > 0:
+            a = self._c[l] + (
+                self._mm(x[l - 1], l - 1, False) if below is None else below
+            )
+        else:
+            a = self._c[l]
+        if l < n - 1:
+            if lo is None:
+                a = torch.addmm(a, x[l + 1], self._W[l].T)
+            else:
+                a = a + self._mm(x[l + 1], l, True)
+        return a
+
+    def mean_field(self, v: Tensor) -> list[Tensor]:
+        """dbm.mean_field(v, n_iter=n_mean_field) with v's product computed once."""
+        self._prepare()
+        n = self.dbm.n_layers
+        v_in = self._mm(v, 0, False)  # (B, n_1), the visible layer's input to h1
         q = [v]
         for l in range(1, n):  # bottom-up start, doubled below the top
             scale = 2.0 if l < n - 1 else 1.0
-            below = v_in if l == 1 else (q[l - 1] - mu[l - 1]) @ W[l - 1]
-            q.append(torch.sigmoid(b[l] + scale * below))
+            below = v_in if l == 1 else self._mm(q[l - 1], l - 1, False)
+            q.append(torch.sigmoid(self._c[l] + scale * below))
         for _ in range(self.n_mean_field):
             for side in (1, 2):
                 for l in range(side, n, 2):
-                    a = b[l] + (v_in if l == 1 else (q[l - 1] - mu[l - 1]) @ W[l - 1])
-                    if l < n - 1:
-                        a = torch.addmm(a, q[l + 1] - mu[l + 1], W[l].T)
-                    q[l] = torch.sigmoid(a)
+                    a = self._logits(q, l, below=v_in if l == 1 else None)
+                    q[l] = a.sigmoid_()
         return q
+
+    def _draw(self, p: Tensor) -> Tensor:
+        """Bernoulli(p) as u < p, written into u (the same draws as _bernoulli)."""
+        u = torch.rand(
+            p.shape, generator=self.generator, dtype=p.dtype, device=p.device
+        )
+        return u.lt_(p)
 
     @torch.no_grad()
     def __call__(self, v: Tensor) -> dict[str, float]:
-        dbm, g = self.dbm, self.generator
+        dbm = self.dbm
         n = dbm.n_layers
-        q = self.mean_field(v)  # positive phase
+        q = self.mean_field(v)  # positive phase (also sets the effective biases)
         x = self.chains
         for _ in range(self.k):  # negative phase: even block, then odd block
             for side in (0, 1):
                 for l in range(side, n, 2):
-                    x[l] = _bernoulli(torch.sigmoid(dbm.logits(x, l)), g)
+                    x[l] = self._draw(self._logits(x, l).sigmoid_())
         neg = x
         if self.negative == "mean_field":  # one mean-field step from the chains
             neg = list(x)
             for side in (1, 2):
                 for l in range(side, n, 2):
-                    neg[l] = torch.sigmoid(dbm.logits(neg, l))
+                    neg[l] = self._logits(neg, l).sigmoid_()
         m, M = len(v), len(x[0])
         mu = list(dbm.mu)
         sp = [t - c for t, c in zip(q, mu)] if self.centered else q
         sn = [t - c for t, c in zip(neg, mu)] if self.centered else neg
         lr = self.lr
         vel = self.opt.begin(lr)
+        lo = self.matmul_dtype
         for l in range(n - 1):
-            vel[l].addmm_(sp[l].T, sp[l + 1], alpha=lr / m)
-            vel[l].addmm_(sn[l].T, sn[l + 1], alpha=-lr / M)
+            if lo is None:
+                vel[l].addmm_(sp[l].T, sp[l + 1], alpha=lr / m)
+                vel[l].addmm_(sn[l].T, sn[l + 1], alpha=-lr / M)
+            else:  # both phases in one low-precision product, accumulated in float
+                left = torch.cat([sp[l], sn[l]]).to(lo)
+                right = torch.cat([sp[l + 1] / m, sn[l + 1] / -M]).to(lo)
+                vel[l].add_((left.T @ right).to(vel[l].dtype), alpha=lr)
         for l in range(n):
             vel[n - 1 + l].add_(q[l].mean(0) - neg[l].mean(0), alpha=lr)
         self.opt.apply()
@@ -611,6 +669,7 @@ def fit_dbm(
     monitor: bool = False,
     generator: torch.Generator | None = None,
     quiet: bool | None = None,
+    matmul_dtype: torch.dtype | None = None,
 ) -> History:
     """Train ``dbm`` in place by variational SML (Algorithm 20.1) with the library's
     recipe (:mod:`dgmlib.energy.recipe`).
@@ -637,9 +696,18 @@ def fit_dbm(
     :meth:`DBM.recenter` keeps the distribution unchanged at each move, and the
     gradient is taken in the centered parameters (Melchior et al. 2016).
 
+    ``matmul_dtype=torch.bfloat16`` runs the matrix products in bfloat16 (mixed
+    precision, as in :func:`fit_rbm`: parameters, velocities, sigmoids and draws stay
+    in the model's dtype; the products accumulate in float32).
+
     Returns a :class:`~dgmlib.train.History` with ``chains`` (pass back to continue)
     and ``updates``; it records the unnormalised bound per step when ``monitor``.
     """
+    if matmul_dtype is not None and not matmul_dtype.is_floating_point:
+        raise ValueError(
+            "matmul_dtype must be a floating dtype such as torch.bfloat16; got "
+            f"{matmul_dtype}"
+        )
     data = dbm._check_layer(data, 0)
     if k < 1:
         raise ValueError(f"k (Gibbs sweeps per update) must be >= 1; got {k}")
@@ -675,6 +743,7 @@ def fit_dbm(
         offset_rate=offset_rate,
         monitor=monitor,
         generator=generator,
+        matmul_dtype=matmul_dtype,
     )
     n_batches = -(-len(data) // batch_size)
     if seconds is None:

@@ -1,0 +1,332 @@
+"""Deep Boltzmann machine benchmarks (issue 10).
+
+* ``dbm_quality``: the DBM 784-500-1000 of Salakhutdinov & Hinton (2009) on
+  fixed-binarized MNIST, end to end within 20 minutes on 2 CPU cores: layer-wise
+  pretraining (:func:`dgmlib.energy.pretrain_dbm`), variational SML
+  (:func:`dgmlib.energy.fit_dbm`, Algorithm 20.1 with the library's defaults plus a
+  time budget), then the test log-likelihood lower bound: mean field for every test
+  image (eq. 20.35) minus log Z by AIS with the odd layer summed out (100 chains, the
+  Salakhutdinov & Murray schedule, base-rate base), with the AIS standard error and the
+  bracket from reverse AIS started at the model's persistent chains (after extra Gibbs
+  sweeps; approximate samples, so an approximate upper bound on log Z). Resumable: the
+  pretrained and the trained models are saved beside the results
+  (``benchmarks/results/dbm-*.pt``, not committed) and reused by the next run.
+* ``dbm_speed``: one DBM variational-SML epoch (784-500-1000, batch 100, 50k images,
+  10 mean-field iterations, one Gibbs sweep) against its matrix products alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from dgmlib.config import device as best_device
+from dgmlib.energy import DBM, fit_dbm, pretrain_dbm, sample_dbm
+from dgmlib.mcmc import ais, base_rate_biases, sm_betas
+
+from .common import Row, mnist, timed
+
+PUBLISHED = (
+    "Salakhutdinov & Hinton (2009), 784-500-1000 DBM: -84.62 nats (20,000 betas)"
+)
+SIZES = [784, 500, 1000]
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# The full run's settings (about 2 + 13 + 3 minutes on 2 quiet CPU cores).
+FULL = {
+    "pretrain_epochs": [30, 30],
+    "pretrain_lr": 0.05,
+    "train_seconds": 780.0,
+    "lr": 0.001,
+    "n_mean_field": 10,
+    "eval_mean_field": 30,
+    "n_chains_ais": 100,
+    "reverse_burn_in": 1000,
+    "seed": 0,
+}
+QUICK = FULL | {
+    "pretrain_epochs": [1, 1],
+    "train_seconds": 3.0,
+    "eval_mean_field": 10,
+    "n_chains_ais": 10,
+    "reverse_burn_in": 20,
+}
+
+
+def _fastest_matmul_dtype(dev) -> torch.dtype | None:
+    """bfloat16 products when they are at least 1.5x faster than float32 here (CPUs
+    with AMX or AVX-512 BF16, GPUs), else None (float32): timed on the DBM's largest
+    product.
+    """
+    a, W = torch.rand(100, 1000, device=dev), torch.rand(1000, 500, device=dev)
+
+    def best(dt):
+        x, w = a.to(dt), W.to(dt)
+        x @ w
+        return min(timed(lambda: [x @ w for _ in range(20)])[0] for _ in range(3))
+
+    return torch.bfloat16 if best(torch.bfloat16) * 1.5 <= best(torch.float32) else None
+
+
+def _checkpoint(cfg: dict, stage: str) -> Path:
+    keys = {"pretrain_epochs", "pretrain_lr", "seed"}
+    if stage == "trained":
+        keys |= {"train_seconds", "lr", "n_mean_field"}
+    tag = hashlib.sha1(
+        json.dumps({k: cfg[k] for k in sorted(keys)}).encode()
+    ).hexdigest()[:8]
+    return RESULTS / f"dbm-{stage}-{tag}.pt"
+
+
+def _load(dbm: DBM, path: Path, resume: bool):
+    if resume and path.exists():
+        state = torch.load(path, map_location=dbm.W[0].device)
+        dbm.load_state_dict(state["dbm"])
+        return state
+    return None
+
+
+def _trained_dbm(x: torch.Tensor, cfg: dict, dev, *, resume: bool):
+    """Pretrain then train (or load either stage); returns (dbm, chains, notes)."""
+    g = torch.Generator(device=dev).manual_seed(cfg["seed"])
+    dbm = DBM(SIZES, generator=g).to(dev)
+    notes = {}
+    pre, trained = _checkpoint(cfg, "pretrained"), _checkpoint(cfg, "trained")
+    state = _load(dbm, trained, resume)
+    if state is not None:
+        return dbm, state["chains"], state["notes"] | {"resumed": str(trained.name)}
+    state = _load(dbm, pre, resume)
+    if state is None:
+        t, _ = timed(
+            pretrain_dbm,
+            dbm,
+            x,
+            epochs=cfg["pretrain_epochs"],
+            lr=cfg["pretrain_lr"],
+            generator=g,
+            quiet=True,
+        )
+        notes["pretrain_s"] = t
+        if resume:
+            torch.save({"dbm": dbm.state_dict(), "notes": notes}, pre)
+    else:
+        notes = state["notes"] | {"pretrain_resumed": str(pre.name)}
+    matmul_dtype = None if cfg is QUICK else _fastest_matmul_dtype(dev)
+    t, hist = timed(
+        fit_dbm,
+        dbm,
+        x,
+        seconds=cfg["train_seconds"],
+        lr=cfg["lr"],
+        n_mean_field=cfg["n_mean_field"],
+        generator=g,
+        quiet=True,
+        matmul_dtype=matmul_dtype,
+    )
+    notes |= {
+        "train_s": t,
+        "updates": hist.updates,
+        "epochs": hist.updates * 100 / len(x),
+        "matmul_dtype": str(matmul_dtype or torch.float32),
+    }
+    if resume:
+        torch.save(
+            {"dbm": dbm.state_dict(), "chains": hist.chains, "notes": notes}, trained
+        )
+    return dbm, hist.chains, notes
+
+
+def dbm_quality(quick: bool = False) -> list[Row]:
+    cfg = QUICK if quick else FULL
+    dev = best_device()
+    x, test = mnist("train", dev), mnist("test", dev)
+    if quick:
+        x, test = x[:1000], test[:200]
+    t0 = time.perf_counter()
+    dbm, chains, notes = _trained_dbm(x, cfg, dev, resume=not quick)
+    g = torch.Generator(device=dev).manual_seed(cfg["seed"] + 1)
+    with torch.no_grad():
+        t_mf, bound = timed(_test_bound, dbm, test, cfg["eval_mean_field"])
+        betas = (
+            sm_betas() if not quick else torch.linspace(0, 1, 50, dtype=torch.float64)
+        )
+        base = base_rate_biases(x)
+        n = cfg["n_chains_ais"]
+        t_fwd, fwd = timed(ais, dbm, betas=betas, n_chains=n, base=base, generator=g)
+        # reverse AIS from the persistent chains, moved further by Gibbs sweeps
+        start = [t[:n] for t in chains]
+        if len(start[0]) < n:
+            start = [t.repeat(math.ceil(n / len(t)), 1)[:n] for t in start]
+        start = sample_dbm(
+            dbm, n, n_steps=cfg["reverse_burn_in"], init=start, generator=g
+        )
+        t_rev, rev = timed(
+            ais,
+            dbm,
+            betas=betas,
+            n_chains=n,
+            base=base,
+            reverse=True,
+            init_v=start,
+            generator=g,
+        )
+    total = time.perf_counter() - t0
+    mean_bound = float(bound.mean())
+    se_bound = float(bound.std() / math.sqrt(len(bound)))
+    ll = mean_bound - fwd.log_z
+    notes |= {
+        "log_z_forward": fwd.log_z,
+        "log_z_forward_stderr": fwd.stderr,
+        "log_z_reverse": rev.log_z,
+        "log_z_reverse_stderr": rev.stderr,
+        "bound_plus_log_z": mean_bound,
+        "test_mean_stderr": se_bound,
+        "ais_forward_s": t_fwd,
+        "ais_reverse_s": t_rev,
+        "mean_field_s": t_mf,
+        "n_betas": len(betas),
+        "config": cfg,
+    }
+    name = "dbm_quality"
+    return [
+        Row(
+            name,
+            "end-to-end time (pretraining, training, evaluation)",
+            total,
+            "s",
+            "<= 1200 s",
+            None if quick or "resumed" in notes else total <= 1200,
+            "",
+            {k: notes[k] for k in notes if k.endswith("_s") or k == "epochs"},
+        ),
+        Row(
+            name,
+            "test log-likelihood lower bound (mean field, forward AIS log Z)",
+            ll,
+            "nats",
+            ">= -90",
+            None if quick else ll >= -90,
+            PUBLISHED,
+            notes,
+        ),
+        Row(
+            name,
+            "AIS standard error of log Z (forward)",
+            fwd.stderr,
+            "nats",
+        ),
+        Row(
+            name,
+            "the same bound with reverse-AIS log Z (the bracket's other end)",
+            mean_bound - rev.log_z,
+            "nats",
+            "",
+            None,
+            "reverse AIS from the persistent chains: approximate samples",
+        ),
+    ]
+
+
+def _test_bound(dbm: DBM, test: torch.Tensor, n_iter: int) -> torch.Tensor:
+    """L(Q) + log Z for every test image, mean field run n_iter iterations (eq.
+    20.35); in batches.
+    """
+    out = []
+    for v in test.split(1000):
+        mu = dbm.mean_field(v, n_iter=n_iter)
+        out.append(dbm.variational_bound(v, mu))
+    return torch.cat(out)
+
+
+def dbm_speed(quick: bool = False) -> list[Row]:
+    dev = best_device()
+    x = mnist("train", dev)
+    if quick:
+        x = x[:300]
+    n, batch, n_mf = len(x), 100, 10
+    g = torch.Generator(device=dev).manual_seed(0)
+    dbm = DBM(SIZES, generator=g).to(dev)
+
+    def ours(matmul_dtype):
+        return fit_dbm(
+            dbm,
+            x,
+            epochs=1,
+            n_mean_field=n_mf,
+            batch_size=batch,
+            generator=g,
+            quiet=True,
+            matmul_dtype=matmul_dtype,
+        )
+
+    def floor_of(dt):
+        W0, W1 = (w.to(dt) for w in dbm.W)
+        v = x[:batch].to(dt)
+        h1 = torch.rand(batch, SIZES[1], device=dev).to(dt)
+        h2 = torch.rand(batch, SIZES[2], device=dev).to(dt)
+
+        def floor():
+            # the products of one update: v W0 once and the bottom-up h2, 2 per
+            # mean-field iteration, 4 in a Gibbs sweep, 4 for the two phases'
+            # statistics
+            for _ in range(math.ceil(n / batch)):
+                v @ W0
+                h1 @ W1
+                for _ in range(n_mf):
+                    h2 @ W1.T
+                    h1 @ W1
+                h1 @ W0.T
+                h1 @ W1
+                v @ W0
+                h2 @ W1.T
+                v.T @ h1
+                v.T @ h1
+                h1.T @ h2
+                out = h1.T @ h2
+            return out
+
+        return floor
+
+    rows = []
+    precisions = {"float32": None, "bfloat16 matmuls": torch.bfloat16}
+    if quick:  # bfloat16 is slow on CPUs without AMX / AVX-512 BF16
+        precisions.pop("bfloat16 matmuls")
+    for name, dt in precisions.items():
+        floor = floor_of(dt or torch.float32)
+        ours(dt)  # warm-up
+        floor()
+        ts_ours, ts_floor = [], []
+        for _ in range(1 if quick else 3):  # interleaved, best of: drifting load
+            ts_ours.append(timed(ours, dt)[0])
+            ts_floor.append(timed(floor)[0])
+        t_ours, t_floor = min(ts_ours), min(ts_floor)
+        r = t_ours / t_floor
+        notes = {
+            "ours_s": [round(t, 3) for t in ts_ours],
+            "floor_s": [round(t, 3) for t in ts_floor],
+            "images": n,
+        }
+        what = f"784-500-1000, batch 100, {n_mf} MF iterations, {name}"
+        rows += [
+            Row("dbm_speed", f"fit_dbm epoch ({what})", t_ours, "s", notes=notes),
+            Row(
+                "dbm_speed", f"its 30 products per update alone ({name})", t_floor, "s"
+            ),
+            Row(
+                "dbm_speed",
+                f"fit_dbm / products alone ({name})",
+                r,
+                "x",
+                "<= 2x",
+                None if quick else r <= 2.0,
+            ),
+        ]
+    return rows
+
+
+BENCHMARKS = {"dbm_quality": dbm_quality, "dbm_speed": dbm_speed}
