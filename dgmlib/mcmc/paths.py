@@ -105,15 +105,21 @@ class DBMPath(AnnealingPath):
 
     def step(self, x, prev, cur, generator=None):
         # the same draws as AnnealingPath.step, with the odd layers' logits shared
-        # between the weight and the first Gibbs block
+        # between the weight and the first Gibbs block. The weight is summed in
+        # float64: over 14,501 betas the float32 rounding of softplus(cur a) -
+        # softplus(prev a) (sums of hundreds of units) would add up.
         dbm, mu = self.dbm, self.dbm.mu
         a = {l: dbm.logits(x, l) for l in range(1, dbm.n_layers, 2)}  # (n, n_l)
-        d_log_w = (cur - prev) * (x[0] @ -self.b_a)
+        d = cur - prev
+        d_log_w = d * (x[0].double() @ -self.b_a.double())
         for l in range(0, dbm.n_layers, 2):
-            d_log_w = d_log_w + (cur - prev) * ((x[l] - mu[l]) @ dbm.b[l])
+            d_log_w = d_log_w + d * ((x[l] - mu[l]).double() @ dbm.b[l].double())
         for l, al in a.items():
+            a64 = al.double()
             d_log_w = d_log_w + (
-                F.softplus(cur * al) - F.softplus(prev * al) - (cur - prev) * mu[l] * al
+                F.softplus(cur * a64)
+                - F.softplus(prev * a64)
+                - d * mu[l].double() * a64
             ).sum(-1)
         x = self._sample_side(x, 1, cur, generator, logits=a)
         return d_log_w, self._sample_side(x, 0, cur, generator)
