@@ -171,6 +171,24 @@ def test_rendered_outputs_have_no_reprs_warnings_or_long_lines(page_name, built_
     assert not problems, f"{page_name}: {problems}"
 
 
+def test_no_chapter_writes_a_warning(built_book):
+    """The page drops stderr (``stderr_output: remove``), so warnings are looked for in
+    the executed notebooks the build keeps beside the HTML."""
+    import json
+
+    executed = built_book.parent / "jupyter_execute" / "book"
+    notebooks = sorted(executed.glob("*.ipynb"))
+    assert len(notebooks) == len(chapter_pages()), f"executed notebooks: {notebooks}"
+    found = []
+    for nb in notebooks:
+        for cell in json.loads(nb.read_text())["cells"]:
+            for out in cell.get("outputs", []):
+                text = "".join(out.get("text", ""))
+                if out.get("name") == "stderr" and WARNING.search(text):
+                    found.append(f"{nb.name}: {text.strip()[:200]}")
+    assert not found, found
+
+
 def test_rendered_outputs_check_catches_a_stray_repr(tmp_path):
     """The check above, on a page made to fail it (a repr, a warning, a long line)."""
     text = "<matplotlib.image.AxesImage at 0x7f3a2c1d90d0>\nUserWarning: x\n" + "y" * 89
