@@ -263,9 +263,9 @@ class DBM(nn.Module):
             out = out + (F.softplus(beta * a) - beta * self.mu[l] * a).sum(-1)
         return out
 
-    def free_energy(self, v_side: Sequence[Tensor | None], *, sum_out="odd") -> Tensor:
+    def free_energy(self, x: Sequence[Tensor | None], *, sum_out="odd") -> Tensor:
         """-log_p_star(x, sum_out=...) at beta = 1; (B,)."""
-        return -self.log_p_star(v_side, sum_out=sum_out)
+        return -self.log_p_star(x, sum_out=sum_out)
 
     # --- mean field (eq. 20.29-20.35) -----------------------------------------------
     def mean_field(
