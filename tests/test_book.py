@@ -296,6 +296,16 @@ def test_page_renders_offline(page_name, server, browser):
         " ? a : b).slice(0, 100))"
     )
     assert not scrolls, f"code or output boxes that scroll sideways: {scrolls}"
+    if has_math:  # display equations wider than the text column scroll too
+        wide = page.evaluate(
+            "Array.from(document.querySelectorAll("
+            "'article mjx-container[display=true]'))"
+            ".map(m => [m.querySelector('mjx-math').getBoundingClientRect().width,"
+            " m.clientWidth, MathJax.startup.document.getMathItemsWithin(m)"
+            ".map(i => i.math.trim().slice(0, 60)).join('')])"
+            ".filter(w => w[0] > w[1] + 1)"
+        )
+        assert not wide, f"display equations wider than the page: {wide}"
     text = page.inner_text("article")
     assert "\\(" not in text and "\\[" not in text and "$$" not in text, (
         "raw LaTeX left untypeset"
