@@ -42,7 +42,7 @@ FULL = {
     "pretrain_epochs": [30, 30],
     "pretrain_lr": 0.05,
     "train_seconds": 780.0,
-    "lr": 0.001,
+    "lr": 0.0003,  # the fit_dbm default
     "n_mean_field": 10,
     "eval_mean_field": 30,
     "n_chains_ais": 100,

@@ -44,6 +44,7 @@ from .recipe import (
     MomentumSGD,
     Progress,
     linear_decay,
+    momentum_ramp,
     resolve_momentum,
     resolve_schedule,
     visible_bias_from_data,
@@ -654,9 +655,9 @@ def fit_dbm(
     epochs: int | None = None,
     seconds: float | None = None,
     batch_size: int = 100,
-    lr: float = 0.001,
+    lr: float = 0.0003,
     schedule: str | Callable[[float], float] = "linear",
-    momentum: float | Callable[[float], float] = 0.9,
+    momentum: float | Callable[[float], float] | None = None,
     weight_decay: float = 2e-4,
     k: int = 1,
     n_mean_field: int = 10,
@@ -685,10 +686,12 @@ def fit_dbm(
 
     The budget is ``epochs`` (default 1) or ``seconds``; the rate of update i is
     ``lr * schedule(t)``, t the fraction of the budget spent (default: linear decay
-    to zero). Momentum (default 0.9: the long-run step is ``lr / (1 - 0.9)``) and weight
-    decay on the weights follow :class:`recipe.MomentumSGD`. With
-    ``init_visible_bias`` the visible biases start at the data's log-odds when they
-    are zero and no chains are passed back.
+    to zero). Momentum (default :func:`recipe.momentum_ramp`: 0.5 for the first 5 %
+    of the budget, then 0.9, so the long-run step is ``10 lr``) and weight decay on the
+    weights follow :class:`recipe.MomentumSGD`. (Short runs on MNIST after pretraining:
+    lr 0.0003 raised the test bound, 0.001 and 0.003 with momentum 0.9 from the start
+    lowered it.) With ``init_visible_bias`` the visible biases start at the data's
+    log-odds when they are zero and no chains are passed back.
 
     ``centered=True`` trains the centered DBM (eq. 20.37; Montavon & Müller 2012):
     the offsets (``dbm.mu``) start at the data mean (visible) and 0.5 (hidden) and
@@ -722,6 +725,8 @@ def fit_dbm(
         raise ValueError(f"seconds (a time budget) must be > 0; got {seconds}")
     if epochs is not None and epochs < 0:
         raise ValueError(f"epochs must be >= 0; got {epochs}")
+    if momentum is None:
+        momentum = momentum_ramp()
     lr_of, momentum_of = resolve_schedule(schedule), resolve_momentum(momentum)
     if chains is not None:
         chains = [t.clone() for t in dbm._check_x(chains)]
