@@ -66,7 +66,9 @@ def linear_decay(t: float) -> float:
     """1 - t: from ``lr`` at the start to 0 at the end of the budget (Salakhutdinov &
     Murray 2008's schedule; the default).
     """
-    return max(0.0, 1.0 - t)
+    # [maths:recipe.linear_decay]
+    return max(0.0, 1.0 - t)  # eps_t = lr (1 - t), t the fraction of the budget spent
+    # [/maths:recipe.linear_decay]
 
 
 def cosine_decay(t: float) -> float:
@@ -166,9 +168,11 @@ class MomentumSGD:
         update).
         """
         for p, v, g, d in zip(self.params, self.velocities, ascents, self.decay):
-            g = g - self.weight_decay * p if d else g
-            v.mul_(self.momentum).add_(g, alpha=lr)
-            p.add_(v)
+            # [maths:recipe.update]
+            g = g - self.weight_decay * p if d else g  # weight decay: weights only
+            v.mul_(self.momentum).add_(g, alpha=lr)  # v <- m v + eps_t (g - lambda p)
+            p.add_(v)  # theta <- theta + v
+            # [/maths:recipe.update]
 
 
 # --- progress: the t of the schedules ------------------------------------------------
