@@ -154,7 +154,7 @@ def test_chains_persist_across_calls_when_passed_back():
     cont = fit_rbm(rbm, data, epochs=1, batch_size=10, schedule="constant",
                    chains=hist.chains, generator=gen(7), quiet=True)  # fmt: skip
     g = gen(7)
-    step = RBMStep(by_hand, "pcd", 1, 0.05, 0.0, 1e-4, g, chains=hist.chains.clone())
+    step = RBMStep(by_hand, "pcd", 1, 0.05, 0.5, 1e-4, g, chains=hist.chains.clone())
     for v in torch.utils.data.DataLoader(data[torch.randperm(40, generator=g)], 10):
         step(v)
     assert torch.allclose(rbm.W, by_hand.W, atol=1e-14)
