@@ -29,6 +29,14 @@ from .dbn import (
     mlp,
     unroll_autoencoder,
 )
+from .mpdbm import (
+    fill_in,
+    fit_mpdbm,
+    infer_labels,
+    masked_mean_field,
+    mp_loss,
+    sample_observed,
+)
 from .rbm import BernoulliRBM, RBMStep, cd_update, fit_rbm
 
 __all__ = ["BernoulliRBM", "RBMStep", "cd_update", "fit_rbm"]
@@ -58,4 +66,12 @@ __all__ += [
     "pretrain_dbm",
     "sample_dbm",
     "variational_sml_step",
+]
+__all__ += [
+    "masked_mean_field",
+    "mp_loss",
+    "sample_observed",
+    "fit_mpdbm",
+    "fill_in",
+    "infer_labels",
 ]
