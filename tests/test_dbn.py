@@ -258,7 +258,19 @@ def test_first_layer_is_fit_rbm_and_upper_layers_see_mean_activations():
         dbn, data, epochs=[4, 0], lr=0.1, batch_size=10, generator=gen(5), quiet=True
     )
     rbm.init_visible_bias_from_data(data)
-    fit_rbm(rbm, data, epochs=4, lr=0.1, batch_size=10, generator=gen(5), quiet=True)
+    plain = dict(
+        momentum=0.0, weight_decay=0.0, schedule="constant"
+    )  # fit_dbn's recipe
+    fit_rbm(
+        rbm,
+        data,
+        epochs=4,
+        lr=0.1,
+        batch_size=10,
+        generator=gen(5),
+        quiet=True,
+        **plain,
+    )
     assert torch.allclose(dbn.rbms[0].W, rbm.W) and torch.allclose(dbn.rbms[0].b, rbm.b)
     assert len(hists) == 2 and len(hists[1]) == 0  # 0 epochs: no steps
     # before any update, RBM 2's visible bias is the log-odds of the mean activation of

@@ -37,9 +37,24 @@ from .mpdbm import (
     mp_loss,
     sample_observed,
 )
-from .rbm import BernoulliRBM, RBMStep, cd_update, fit_rbm
+from .rbm import (
+    BernoulliRBM,
+    RBMStep,
+    cd_update,
+    centered_energy,
+    centered_gradient,
+    centered_to_uncentered,
+    fit_rbm,
+    uncentered_parameters,
+)
 
 __all__ = ["BernoulliRBM", "RBMStep", "cd_update", "fit_rbm"]
+__all__ += [
+    "centered_energy",
+    "centered_gradient",
+    "centered_to_uncentered",
+    "uncentered_parameters",
+]
 __all__ += ["BoltzmannMachine", "exact_gradient", "fit_bm_exact", "hebbian_update"]
 __all__ += [
     "DBN",

@@ -263,6 +263,8 @@ def fit_dbn(
                 lr=lr_l[0],
                 momentum=momentum,
                 weight_decay=weight_decay,
+                schedule="constant",  # every layer the same: RBMStep's constant rate
+                init_visible_bias=False,  # init_bias above decides
                 generator=generator,
                 quiet=quiet,
             )
