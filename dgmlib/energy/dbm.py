@@ -43,6 +43,7 @@ from ..train import History, fit
 from .recipe import (
     MomentumSGD,
     Progress,
+    fit_on_budget,
     linear_decay,
     momentum_ramp,
     resolve_momentum,
@@ -752,30 +753,20 @@ def fit_dbm(
         generator=generator,
         matmul_dtype=matmul_dtype,
     )
-    n_batches = -(-len(data) // batch_size)
-    if seconds is None:
-        epochs = 1 if epochs is None else epochs
-        progress = Progress(total_steps=epochs * n_batches)
-    else:
-        epochs = 10**9 if epochs is None else epochs
-        progress = Progress(seconds=seconds)
 
-    def scheduled(v: Tensor) -> dict[str, float]:
-        t = progress()
+    def rates(t: float) -> None:
         step.lr, step.opt.momentum = lr * lr_of(t), momentum_of(t)
-        out = step(v)
-        progress.tick()
-        return out
 
-    hist = fit(
-        scheduled,
+    hist, progress = fit_on_budget(
+        step,
         data,
+        rates,
         epochs=epochs,
+        seconds=seconds,
         batch_size=batch_size,
         generator=generator,
         desc="DBM variational SML",
         quiet=quiet,
-        callback=None if seconds is None else (lambda i, row: progress.done),
     )
     hist.chains = [t.clone() for t in step.chains]
     hist.updates = progress.steps

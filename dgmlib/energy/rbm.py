@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_binary, check_shape
-from ..train import History, fit
+from ..train import History
 from .recipe import (
     MomentumSGD,
-    Progress,
+    fit_on_budget,
     resolve_momentum,
     resolve_schedule,
     visible_bias_from_data,
@@ -612,30 +612,20 @@ def fit_rbm(
             )
             chains = data[idx.to(data.device)].clone()
         step.chains = chains
-    n_batches = -(-len(data) // batch_size)
-    if seconds is None:
-        epochs = 1 if epochs is None else epochs
-        progress = Progress(total_steps=epochs * n_batches)
-    else:
-        epochs = 10**9 if epochs is None else epochs
-        progress = Progress(seconds=seconds)
 
-    def scheduled(v: Tensor) -> dict[str, float]:
-        t = progress()
+    def rates(t: float) -> None:
         step.lr, step.momentum = lr * lr_of(t), momentum_of(t)
-        out = step(v)
-        progress.tick()
-        return out
 
-    hist = fit(
-        scheduled,
+    hist, progress = fit_on_budget(
+        step,
         data,
+        rates,
         epochs=epochs,
+        seconds=seconds,
         batch_size=batch_size,
         generator=generator,
         desc=f"{method.upper()}-{k}",
         quiet=quiet,
-        callback=None if seconds is None else (lambda i, row: progress.done),
     )
     hist.chains = (
         None if step.chains is None else step.chains.to(rbm.W.dtype).clone()

@@ -41,7 +41,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..train import History, fit
+
 __all__ = [
+    "fit_on_budget",
     "constant",
     "linear_decay",
     "cosine_decay",
@@ -208,3 +211,49 @@ def visible_bias_from_data(v: Tensor, *, smoothing: float = 0.01) -> Tensor:
     """
     p = (v.mean(0) + smoothing) / (1 + 2 * smoothing)
     return torch.log(p) - torch.log1p(-p)
+
+
+# --- the budgeted loop both fits run -------------------------------------------------
+def fit_on_budget(
+    step: Callable[[Tensor], dict[str, float]],
+    data: Tensor,
+    set_rates: Callable[[float], None],
+    *,
+    epochs: int | None,
+    seconds: float | None,
+    batch_size: int,
+    generator: torch.Generator | None,
+    desc: str,
+    quiet: bool | None,
+) -> tuple[History, Progress]:
+    """Run ``step`` over minibatches of ``data`` for ``epochs`` passes (default 1) or
+    for ``seconds`` (then ``epochs`` caps the passes); before each update
+    ``set_rates(t)`` sets the learning rate and momentum for the fraction t of the
+    budget spent. Returns the :class:`~dgmlib.train.History` and the
+    :class:`Progress` (``progress.steps`` updates were made).
+    """
+    n_batches = -(-len(data) // batch_size)
+    if seconds is None:
+        epochs = 1 if epochs is None else epochs
+        progress = Progress(total_steps=epochs * n_batches)
+    else:
+        epochs = 10**9 if epochs is None else epochs
+        progress = Progress(seconds=seconds)
+
+    def scheduled(v: Tensor) -> dict[str, float]:
+        set_rates(progress())
+        out = step(v)
+        progress.tick()
+        return out
+
+    hist = fit(
+        scheduled,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        generator=generator,
+        desc=desc,
+        quiet=quiet,
+        callback=None if seconds is None else (lambda i, row: progress.done),
+    )
+    return hist, progress
