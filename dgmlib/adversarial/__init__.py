@@ -3,3 +3,22 @@ networks (§20.10.4) and generative moment matching networks (§20.10.5).
 """
 
 __all__: list[str] = []
+from dgmlib.adversarial.mmd import (  # noqa: E402
+    Autoencoder,
+    DecodedGenerator,
+    fit_autoencoder,
+    fit_gmmn,
+    gaussian_kernel,
+    mmd2,
+    sample_generator,
+)
+
+__all__ += [
+    "mmd2",
+    "gaussian_kernel",
+    "fit_gmmn",
+    "sample_generator",
+    "Autoencoder",
+    "fit_autoencoder",
+    "DecodedGenerator",
+]

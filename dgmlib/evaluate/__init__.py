@@ -4,3 +4,24 @@ distributions, Parzen windows (and what each misses).
 """
 
 __all__: list[str] = []
+from dgmlib.evaluate.metrics import (  # noqa: E402
+    DigitClassifier,
+    classifier_accuracy,
+    digit_classifier,
+    digit_features,
+    frechet_distance,
+    frechet_gaussians,
+    mmd_test,
+    precision_recall,
+)
+
+__all__ += [
+    "mmd_test",
+    "frechet_distance",
+    "frechet_gaussians",
+    "precision_recall",
+    "DigitClassifier",
+    "digit_classifier",
+    "digit_features",
+    "classifier_accuracy",
+]
