@@ -22,6 +22,7 @@ __all__ = [
     "exact_distribution",
     "log_partition",
     "dbm_log_partition",
+    "grbm_log_partition",
     "states_from_codes",
 ]
 
@@ -160,6 +161,10 @@ def log_partition(
 
     if isinstance(model, DBM):
         return dbm_log_partition(model, chunk_size=chunk_size, dtype=dtype)
+    from .energy.grbm import GaussianBernoulliRBM
+
+    if isinstance(model, GaussianBernoulliRBM):
+        return grbm_log_partition(model, chunk_size=chunk_size, dtype=dtype)
     rbm = model
     n_enum = min(rbm.W.shape)  # the smaller layer is enumerated
     if n_enum > 26:
@@ -212,4 +217,26 @@ def dbm_log_partition(
 
     return log_sum_exp_states(
         log_f, n_side[enum], chunk_size=chunk_size, dtype=dtype, device=dbm.W[0].device
+    )
+
+
+def grbm_log_partition(
+    grbm, *, chunk_size: int = 2**14, dtype: torch.dtype = torch.float64
+) -> Tensor:
+    """Exact log Z of a :class:`~dgmlib.energy.GaussianBernoulliRBM` with at most 20
+    hidden units: the 2**H hidden states enumerated, v integrated in closed form (a
+    Gaussian integral per state, ``grbm.log_f_hidden``):
+
+    log Z = logsumexp_h [D/2 log 2pi - 1/2 sum_i log beta_i + (c - t).h
+                         + sum_i beta_i (b_i (Wh)_i + 1/2 (Wh)_i^2)].
+    """
+    H = grbm.n_hidden
+    if H > 20:
+        raise ValueError(
+            f"exact log Z of a GaussianBernoulliRBM sums 2**H hidden states; H = {H} "
+            "> 20 is too many here. Use dgmlib.mcmc.ais(GRBMPath(grbm), ...) instead"
+        )
+    model = grbm if grbm.W.dtype == dtype else copy.deepcopy(grbm).to(dtype)
+    return log_sum_exp_states(
+        model.log_f_hidden, H, chunk_size=chunk_size, dtype=dtype, device=grbm.W.device
     )

@@ -37,6 +37,7 @@ from .mpdbm import (
     mp_loss,
     sample_observed,
 )
+from .grbm import GaussianBernoulliRBM, GRBMStep, fit_grbm, grbm_gibbs
 from .rbm import (
     BernoulliRBM,
     RBMStep,
@@ -90,3 +91,4 @@ __all__ += [
     "fill_in",
     "infer_labels",
 ]
+__all__ += ["GaussianBernoulliRBM", "GRBMStep", "fit_grbm", "grbm_gibbs"]

@@ -13,7 +13,8 @@ from .ais import (
     sm_betas,
 )
 from .gibbs import gibbs_chain, gibbs_step, sample_h, sample_v
-from .paths import DBMPath
+from .hmc import HMCResult, hmc, hmc_step, leapfrog
+from .paths import DBMPath, GRBMPath
 from .sequential import evolve_distribution, gibbs_transition_matrix, sequential_gibbs
 
 __all__ = [
@@ -34,3 +35,4 @@ __all__ = [
     "evolve_distribution",
     "gibbs_transition_matrix",
 ]
+__all__ += ["GRBMPath", "HMCResult", "hmc", "hmc_step", "leapfrog"]

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .ais import AnnealingPath, _base_biases
 
-__all__ = ["DBMPath"]
+__all__ = ["DBMPath", "GRBMPath"]
 
 
 class DBMPath(AnnealingPath):
@@ -123,3 +123,60 @@ class DBMPath(AnnealingPath):
             ).sum(-1)
         x = self._sample_side(x, 1, cur, generator, logits=a)
         return d_log_w, self._sample_side(x, 0, cur, generator)
+
+
+class GRBMPath(AnnealingPath):
+    """The path of a :class:`~dgmlib.energy.GaussianBernoulliRBM` (§20.5.1) from its
+    own Gaussian part: the interaction and the hidden biases are annealed, the
+    quadratic term 1/2 sum_i beta_i (v_i - b_i)^2 is kept, and h is summed out,
+
+        log p*_t(v) = -1/2 sum_i beta_i (v_i - b_i)^2
+                      + sum_j softplus(t (c_j + (beta v).W_j - t_j)).
+
+    At t = 0 that is N(b, diag(beta)^-1) times 2^H: log Z_0 = H log 2 + D/2 log 2pi -
+    1/2 sum_i log beta_i, sampled exactly. The move is one block-Gibbs sweep of the
+    tempered joint: h ~ sigmoid(t a(v)), v ~ N(b + t W h, diag(beta)^-1).
+    """
+
+    def __init__(self, grbm):
+        self.W, self.b = grbm.W.detach(), grbm.b.detach()
+        self.c = (grbm.c - grbm.hidden_offset()).detach()
+        self.log_beta = grbm.log_beta.detach()
+        self.beta = self.log_beta.exp()
+        D, H = self.W.shape
+        self.device = self.W.device
+        self.log_z_base = float(
+            H * math.log(2.0)
+            + 0.5 * D * math.log(2 * math.pi)
+            - 0.5 * self.log_beta.double().sum()
+        )
+
+    def _gauss(self, mean: Tensor, generator) -> Tensor:
+        noise = torch.randn(
+            mean.shape, generator=generator, dtype=mean.dtype, device=mean.device
+        )
+        return mean + noise * torch.exp(-0.5 * self.log_beta)
+
+    def sample_base(self, n, generator=None):
+        return self._gauss(self.b.expand(n, -1), generator)  # (n, D) ~ N(b, 1/beta)
+
+    def log_p_star(self, v, beta):
+        # [maths:paths.grbm_log_p_star]
+        quad = 0.5 * ((v - self.b) ** 2 * self.beta).sum(-1)  # (n,)
+        a = (v * self.beta) @ self.W + self.c  # (n, H)
+        return -quad + F.softplus(beta * a).sum(-1)
+        # [/maths:paths.grbm_log_p_star]
+
+    def transition(self, v, beta, generator=None):
+        a = (v * self.beta) @ self.W + self.c
+        h = torch.bernoulli(torch.sigmoid(beta * a), generator=generator)
+        return self._gauss(self.b + beta * (h @ self.W.T), generator)
+
+    def check_init(self, v, n):
+        D = len(self.b)
+        if not isinstance(v, Tensor) or v.shape != (n, D):
+            raise ValueError(
+                f"reverse AIS on a GRBM needs init_v of shape ({n}, {D}): samples of "
+                "the GRBM"
+            )
+        return v.to(dtype=self.W.dtype, device=self.device)
