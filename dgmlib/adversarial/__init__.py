@@ -22,3 +22,13 @@ __all__ += [
     "fit_autoencoder",
     "DecodedGenerator",
 ]
+
+from dgmlib.adversarial.gan import (  # noqa: E402
+    fit_gan,
+    gan_losses,
+    gradient_penalty,
+    pack,
+    sample_gan,
+)
+
+__all__ += ["gan_losses", "fit_gan", "gradient_penalty", "pack", "sample_gan"]
