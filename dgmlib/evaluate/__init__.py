@@ -25,3 +25,7 @@ __all__ += [
     "digit_features",
     "classifier_accuracy",
 ]
+
+from dgmlib.evaluate.parzen import parzen_log_likelihood, select_parzen_sigma  # noqa: E402
+
+__all__ += ["parzen_log_likelihood", "select_parzen_sigma"]
