@@ -12,6 +12,8 @@ from scipy import stats
 from dgmlib.energy.conv import ConvRBM, pool_block_states
 from dgmlib.exact import all_states
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def tiny(image=(4, 4), f=3, K=2, padding="valid", seed=0):
     g = torch.Generator().manual_seed(seed)

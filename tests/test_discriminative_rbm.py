@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from dgmlib.energy.discriminative import DiscriminativeRBM, drbm_loss, gibbs_xy
 from dgmlib.exact import all_states
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 D, H, K = 5, 4, 3
 
 
