@@ -597,3 +597,62 @@ def binarized_mnist_available(data_dir: str | os.PathLike | None = None) -> bool
         warnings.warn(str(err), stacklevel=2)
         return False
     return True
+
+
+# ------------------------------------------------------------ natural image patches
+def natural_image_patches(
+    n_train: int = 20000,
+    n_test: int = 5000,
+    *,
+    size: int = 8,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor]:
+    """Grey ``size`` x ``size`` patches of scikit-learn's two bundled photographs
+    (``load_sample_images``: china.jpg, flower.jpg; offline), flattened to (N, size^2).
+
+    The split is fixed and spatial: training patches lie wholly in the left 3/4 of
+    each image, test patches wholly in the right 1/4, so no pixel is shared. Corners are
+    drawn from ``generator`` (half from each image). Grey levels (the RGB mean, in
+    [0, 1]) are dequantised by uniform noise of one grey level (1/255), then the
+    training set's per-pixel mean is removed from both splits and both are divided by
+    the training set's overall standard deviation (one number), so the training pixels
+    have mean 0 and variance 1. Densities of these patches are in nats per patch of
+    the standardised values.
+    """
+    from sklearn.datasets import load_sample_images
+
+    if n_train < 1 or n_test < 1 or size < 1:
+        raise ValueError(
+            "natural_image_patches needs n_train >= 1, n_test >= 1 and size >= 1; got "
+            f"{n_train}, {n_test}, {size}"
+        )
+    images = [
+        torch.from_numpy(np.asarray(im, dtype=np.float64).mean(-1) / 255.0)
+        for im in load_sample_images().images
+    ]  # two (427, 640) grey images
+
+    def cut(n: int, part: str) -> Tensor:
+        out = []
+        for k, im in enumerate(images):
+            m = n // 2 + (n % 2 if k == 0 else 0)
+            rows, cols = im.shape
+            split = (3 * cols) // 4
+            lo, hi = (0, split - size) if part == "train" else (split, cols - size)
+            r = torch.randint(0, rows - size + 1, (m,), generator=generator)
+            c = torch.randint(lo, hi + 1, (m,), generator=generator)
+            idx = torch.arange(size)
+            rr = (r[:, None] + idx)[:, :, None]  # (m, size, 1)
+            cc = (c[:, None] + idx)[:, None, :]  # (m, 1, size)
+            out.append(im[rr, cc].reshape(m, size * size))
+        x = torch.cat(out)
+        noise = torch.rand(x.shape, generator=generator, dtype=torch.float64)
+        return x + noise / 255.0
+
+    x_train, x_test = cut(n_train, "train"), cut(n_test, "test")
+    mean, sd = x_train.mean(0), x_train.std()
+    where = generator.device if generator is not None else torch.device("cpu")
+    return (
+        ((x_train - mean) / sd).to(dtype=dtype, device=where),
+        ((x_test - mean) / sd).to(dtype=dtype, device=where),
+    )

@@ -3,6 +3,15 @@ kin (§20.1-20.8).
 """
 
 from .bm import BoltzmannMachine, exact_gradient, fit_bm_exact, hebbian_update
+from .covariance import (
+    MeanCovarianceRBM,
+    MeanPoT,
+    SpikeSlabRBM,
+    fit_covariance_rbm,
+    mcrbm_log_partition,
+    pca_whitening,
+    sample_hmc,
+)
 from .dbm import (
     DBM,
     DBMStep,
@@ -29,6 +38,7 @@ from .dbn import (
     mlp,
     unroll_autoencoder,
 )
+from .grbm import GaussianBernoulliRBM, GRBMStep, fit_grbm, grbm_gibbs
 from .mpdbm import (
     fill_in,
     fit_mpdbm,
@@ -37,7 +47,6 @@ from .mpdbm import (
     mp_loss,
     sample_observed,
 )
-from .grbm import GaussianBernoulliRBM, GRBMStep, fit_grbm, grbm_gibbs
 from .rbm import (
     BernoulliRBM,
     RBMStep,
@@ -92,3 +101,12 @@ __all__ += [
     "infer_labels",
 ]
 __all__ += ["GaussianBernoulliRBM", "GRBMStep", "fit_grbm", "grbm_gibbs"]
+__all__ += [
+    "MeanCovarianceRBM",
+    "MeanPoT",
+    "SpikeSlabRBM",
+    "fit_covariance_rbm",
+    "mcrbm_log_partition",
+    "pca_whitening",
+    "sample_hmc",
+]

@@ -14,7 +14,7 @@ from .ais import (
 )
 from .gibbs import gibbs_chain, gibbs_step, sample_h, sample_v
 from .hmc import HMCResult, hmc, hmc_step, leapfrog
-from .paths import DBMPath, GRBMPath
+from .paths import DBMPath, GRBMPath, MCRBMPath
 from .sequential import evolve_distribution, gibbs_transition_matrix, sequential_gibbs
 
 __all__ = [
@@ -35,4 +35,4 @@ __all__ = [
     "evolve_distribution",
     "gibbs_transition_matrix",
 ]
-__all__ += ["GRBMPath", "HMCResult", "hmc", "hmc_step", "leapfrog"]
+__all__ += ["GRBMPath", "MCRBMPath", "HMCResult", "hmc", "hmc_step", "leapfrog"]

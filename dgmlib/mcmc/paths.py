@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .ais import AnnealingPath, _base_biases
 
-__all__ = ["DBMPath", "GRBMPath"]
+__all__ = ["DBMPath", "GRBMPath", "MCRBMPath"]
 
 
 class DBMPath(AnnealingPath):
@@ -180,3 +180,50 @@ class GRBMPath(AnnealingPath):
                 "the GRBM"
             )
         return v.to(dtype=self.W.dtype, device=self.device)
+
+
+class MCRBMPath(AnnealingPath):
+    """The path of a :class:`~dgmlib.energy.MeanCovarianceRBM` (eq. 20.43-20.47) from
+    N(0, I): both hidden groups annealed and summed out,
+
+        log p*_t(x) = -1/2 x.x + sum_j softplus(t (b_m,j + x.W_j))
+                      + sum_k softplus(t (b_c,k - 1/2 (x.r_k)^2)),
+
+    log Z_0 = (Hm + Hc) log 2 + D/2 log 2pi. The move is block Gibbs on the tempered
+    joint: h | x factorial, then x | h ~ N(C t W h_m, C), C^-1 = I + t R diag(h_c) R^T
+    (one batched Cholesky per step: fine for D = 64).
+    """
+
+    def __init__(self, mcrbm):
+        self.W, self.b_m = mcrbm.W.detach(), mcrbm.b_m.detach()
+        self.R, self.b_c = mcrbm.R.detach(), mcrbm.b_c.detach()
+        D, Hm = self.W.shape
+        Hc = self.R.shape[1]
+        self.device = self.W.device
+        self.log_z_base = (Hm + Hc) * math.log(2.0) + 0.5 * D * math.log(2 * math.pi)
+
+    def _randn(self, shape, generator):
+        where = generator.device if generator is not None else self.device
+        z = torch.randn(shape, generator=generator, dtype=self.W.dtype, device=where)
+        return z.to(self.device)
+
+    def sample_base(self, n, generator=None):
+        return self._randn((n, self.W.shape[0]), generator)
+
+    def log_p_star(self, x, beta):
+        mean_part = F.softplus(beta * (x @ self.W + self.b_m)).sum(-1)
+        cov_part = F.softplus(beta * (self.b_c - 0.5 * (x @ self.R) ** 2)).sum(-1)
+        return -0.5 * (x**2).sum(-1) + mean_part + cov_part
+
+    def transition(self, x, beta, generator=None):
+        where = generator.device if generator is not None else self.device
+        p_m = torch.sigmoid(beta * (x @ self.W + self.b_m))
+        p_c = torch.sigmoid(beta * (self.b_c - 0.5 * (x @ self.R) ** 2))
+        h_m = torch.bernoulli(p_m.to(where), generator=generator).to(self.device)
+        h_c = torch.bernoulli(p_c.to(where), generator=generator).to(self.device)
+        eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+        prec = eye + beta * torch.einsum("dk,nk,ek->nde", self.R, h_c, self.R)
+        L = torch.linalg.cholesky(prec)
+        mean = torch.cholesky_solve((beta * h_m @ self.W.T)[:, :, None], L)[..., 0]
+        z = self._randn(mean.shape, generator)[:, :, None]
+        return mean + torch.linalg.solve_triangular(L.mT, z, upper=True)[..., 0]
