@@ -3,3 +3,25 @@ generative stochastic networks (§20.12).
 """
 
 __all__: list[str] = []
+
+from dgmlib.chains.gsn import (  # noqa: E402
+    GSN,
+    GSNChain,
+    HybridGSN,
+    fit_gsn,
+    gsn_chain,
+    hybrid_loss,
+    predict_labels,
+    walkback_loss,
+)
+
+__all__ += [
+    "GSN",
+    "GSNChain",
+    "HybridGSN",
+    "fit_gsn",
+    "gsn_chain",
+    "hybrid_loss",
+    "predict_labels",
+    "walkback_loss",
+]
