@@ -25,3 +25,37 @@ __all__ += [
     "predict_labels",
     "walkback_loss",
 ]
+
+from dgmlib.chains.dae import (  # noqa: E402
+    BitFlipCorruption,
+    DenoisingAutoencoder,
+    ExactReconstruction,
+    GaussianCorruption,
+    SaltAndPepperCorruption,
+    cae_walk,
+    contractive_penalty,
+    dae_chain,
+    dae_transition_matrix,
+    fit_dae,
+    langevin,
+    mass_outside,
+    reconstruction_matrix,
+    stationary_distribution,
+)
+
+__all__ += [
+    "BitFlipCorruption",
+    "DenoisingAutoencoder",
+    "ExactReconstruction",
+    "GaussianCorruption",
+    "SaltAndPepperCorruption",
+    "cae_walk",
+    "contractive_penalty",
+    "dae_chain",
+    "dae_transition_matrix",
+    "fit_dae",
+    "langevin",
+    "mass_outside",
+    "reconstruction_matrix",
+    "stationary_distribution",
+]
