@@ -116,10 +116,7 @@ def gradient_penalty(
             "gradient_penalty needs real and fake batches of the same shape; got "
             f"{tuple(real.shape)} and {tuple(fake.shape)}"
         )
-    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    where = generator.device if generator is not None else real.device
-    eps = torch.rand(shape, generator=generator, device=where, dtype=real.dtype)
-    eps = eps.to(real.device)
+    eps = _interpolation_weights(real, generator)  # (B, 1, ...)
     # [maths:gan.gradient_penalty]
     x_hat = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
     f = D(x_hat)
@@ -127,6 +124,14 @@ def gradient_penalty(
     norm = grad.flatten(1).norm(dim=1)  # (B,)
     return ((norm - 1) ** 2).mean()
     # [/maths:gan.gradient_penalty]
+
+
+def _interpolation_weights(real: Tensor, generator) -> Tensor:
+    """eps ~ U[0, 1], one per example, shaped to broadcast against ``real``."""
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    where = generator.device if generator is not None else real.device
+    eps = torch.rand(shape, generator=generator, device=where, dtype=real.dtype)
+    return eps.to(real.device)
 
 
 def pack(x: Tensor, m: int) -> Tensor:
@@ -215,6 +220,7 @@ def fit_gan(
     unroll: int = 0,
     unroll_lr: float | None = None,
     dropout_in_g_step: bool = True,
+    lr_decay: bool = False,
     callback: Callable[[int, dict[str, float]], bool | None] | None = None,
     quiet: bool | None = None,
 ) -> History:
@@ -241,6 +247,8 @@ def fit_gan(
         steps (rate ``unroll_lr``, default the D rate x 10) on the current batch (Metz
         et al., 2017, with SGD instead of Adam in the unrolled steps); D itself still
         takes one ordinary update.
+    lr_decay : if True both rates fall linearly to zero over the ``steps``, which
+        lets the samples settle on the modes at the end of training.
     dropout_in_g_step : if False, D is put in eval mode (dropout off, the
         deterministic "weights scaled" network) while the generator's gradient is
         computed, the variant the textbook (§20.10.4) says works worse.
@@ -280,6 +288,10 @@ def fit_gan(
     data = tuple(t.to(p.device) for t in data) if conditional else data.to(p.device)
     opt_g = _optimizer(kind, G.parameters(), lr, betas)
     opt_d = _optimizer(kind, D.parameters(), lr_d, betas)
+    decay = [
+        torch.optim.lr_scheduler.LambdaLR(o, lambda i: max(0.0, 1 - i / steps))
+        for o in ((opt_g, opt_d) if lr_decay else ())
+    ]
 
     def batches():  # endless reshuffled epochs, full batches only
         while True:
@@ -350,6 +362,8 @@ def fit_gan(
         opt_g.step()
         opt_d.zero_grad(set_to_none=True)  # G's step left gradients in D
         row["g_loss"] = g_loss.item()
+        for sched in decay:
+            sched.step()
         return row
 
     return fit(
