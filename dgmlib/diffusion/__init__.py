@@ -12,7 +12,9 @@ Ho et al. 2020), and approximate Bayesian computation (Rubin et al. 1984).
     fit_diffusion(diff, model, data)         # -> dgmlib.train.History
 """
 
+from .abc import match_moments, rejection_abc
 from .binomial import BinomialDiffusion, bernoulli_kl
+from .data import heartbeat, swiss_roll
 from .fit import OBJECTIVES, fit_diffusion
 from .gaussian import GaussianDiffusion, gaussian_kl, gaussian_nll
 from .models import DenoisingMLP, time_embedding
@@ -31,4 +33,8 @@ __all__ = [
     "gaussian_kl",
     "gaussian_nll",
     "bernoulli_kl",
+    "rejection_abc",
+    "match_moments",
+    "heartbeat",
+    "swiss_roll",
 ]
