@@ -29,3 +29,21 @@ __all__ += [
 from dgmlib.evaluate.parzen import parzen_log_likelihood, select_parzen_sigma  # noqa: E402
 
 __all__ += ["parzen_log_likelihood", "select_parzen_sigma"]
+
+from dgmlib.evaluate.modes import (  # noqa: E402
+    ModeCoverage,
+    grid_means,
+    mode_coverage,
+    ring_means,
+    sample_mixture,
+    toy_mixture,
+)
+
+__all__ += [
+    "mode_coverage",
+    "ModeCoverage",
+    "ring_means",
+    "grid_means",
+    "sample_mixture",
+    "toy_mixture",
+]
