@@ -45,7 +45,7 @@ class GatedRBM(nn.Module):
         n_hidden: int,
         n_factors: int,
         *,
-        init_std: float = 0.1,
+        init_std: float = 0.3,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
@@ -144,7 +144,7 @@ def fit_gated_rbm(
     y: Tensor,
     *,
     epochs: int = 10,
-    lr: float = 0.01,
+    lr: float = 0.02,
     batch_size: int = 100,
     k: int = 1,
     generator: torch.Generator | None = None,
