@@ -110,3 +110,31 @@ __all__ += [
     "pca_whitening",
     "sample_hmc",
 ]
+from .conv import ConvRBM, cd_loss_conv, fit_conv_rbm, pool_block_states  # noqa: E402
+from .discriminative import (  # noqa: E402
+    DiscriminativeRBM,
+    drbm_loss,
+    fit_drbm,
+    gibbs_xy,
+)
+from .gated import GatedRBM, fit_gated_rbm, gated_cd_loss  # noqa: E402
+from .sequence import (  # noqa: E402
+    RNNRBM,
+    ConditionalRBM,
+    bouncing_balls_1d,
+    frame_log_partition,
+    frame_log_partition_ais,
+    sequence_cd_loss,
+)
+
+__all__ += ["ConvRBM", "cd_loss_conv", "fit_conv_rbm", "pool_block_states"]
+__all__ += ["DiscriminativeRBM", "drbm_loss", "fit_drbm", "gibbs_xy"]
+__all__ += ["GatedRBM", "fit_gated_rbm", "gated_cd_loss"]
+__all__ += [
+    "ConditionalRBM",
+    "RNNRBM",
+    "bouncing_balls_1d",
+    "frame_log_partition",
+    "frame_log_partition_ais",
+    "sequence_cd_loss",
+]
