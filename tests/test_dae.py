@@ -31,6 +31,8 @@ from dgmlib.chains import (
 )
 from dgmlib.exact import all_states
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 D = 5  # 32 states
 
 
