@@ -177,16 +177,32 @@ def test_chain_step_matches_transition_matrix(variant):
     assert ok == (variant == "correct")
 
 
-def test_exact_chain_samples_the_data():
-    # 20,000 chains started from p, after 3 steps of dae_chain with the exact p(x | x~):
-    # still distributed as p (chi-square, p < 1e-4 fails: 1 in 10,000).
+class ExactMeanNotSample(ExactReconstruction):
+    """Broken twin: the exact chain moves to the rounded mean E[x | x~]."""
+
+    def sample(self, x_tilde, *, generator=None):
+        return (self.reconstruct(x_tilde) > 0.5).to(x_tilde.dtype)
+
+
+def exact_chain_chi2(cls, seed: int) -> float:
+    """p-value of a chi-square test: 20,000 chains started from p, after 3 steps of
+    dae_chain with the exact p(x | x~), against p (16 states)."""
     p, c = random_p(4, 6), BitFlipCorruption(0.2)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     s = all_states(4, dtype=torch.float64)
     x0 = s[torch.multinomial(p, 20000, replacement=True, generator=g)]
-    xs = dae_chain(ExactReconstruction(p, c), x0, 3, corruption=c, generator=g)
+    xs = dae_chain(cls(p, c), x0, 3, corruption=c, generator=g)
     counts = torch.bincount(codes(xs[-1]), minlength=16).double()
-    assert stats.chisquare(counts, 20000 * p).pvalue > 1e-4
+    return float(stats.chisquare(counts, 20000 * p).pvalue)
+
+
+@pytest.mark.parametrize("variant", ["correct", "mean_not_sample"])
+def test_exact_chain_samples_the_data(variant):
+    # Seeds 0-99 (exact_chain_chi2): correct, p < 1e-4 on 0/100 (1e-4 by
+    # construction); mean not sample, p < 1e-4 on 100/100 (misses 0/100).
+    cls = {"correct": ExactReconstruction, "mean_not_sample": ExactMeanNotSample}
+    ok = exact_chain_chi2(cls[variant], seed=0) > 1e-4
+    assert ok == (variant == "correct")
 
 
 def test_chain_shape_and_clamped_units_never_change():
