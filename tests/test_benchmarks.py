@@ -44,6 +44,13 @@ def test_every_benchmark_module_is_discovered(cli):
         "dbm_quality",
         "dbm_speed",
         "rbm_centered",
+        "patches_table",
+        "drbm_digits",
+        "gan_modes",
+        "gmmn_digits",
+        "chains_walkback",
+        "diffusion_sohl",
+        "diffusion_digits",
     } <= set(cli.SUITES)
 
 
