@@ -152,3 +152,20 @@ def test_the_protocol_and_its_errors():
         ais(dbm, n_betas=3, base=torch.zeros(5))
     with pytest.raises(ValueError, match="from exactly 0"):
         ais(dbm, betas=torch.tensor([0.2, 1.0]))
+
+
+def test_ais_dispatches_real_valued_rbms_to_their_paths():
+    from dgmlib.energy import GaussianBernoulliRBM
+    from dgmlib.mcmc.paths import GRBMPath
+
+    torch.manual_seed(0)
+    grbm = GaussianBernoulliRBM(5, 4, dtype=torch.float64)
+    with torch.no_grad():
+        grbm.W.normal_(0, 0.3)
+    assert isinstance(annealing_path(grbm), GRBMPath)
+    res = ais(
+        grbm, n_betas=300, n_chains=200, generator=torch.Generator().manual_seed(0)
+    )
+    assert abs(res.log_z - float(log_partition(grbm))) < 0.05 and res.stderr < 0.02
+    with pytest.raises(ValueError, match="leave base= unset"):
+        ais(grbm, n_betas=10, base=torch.zeros(5))

@@ -243,7 +243,9 @@ class RBMPath(AnnealingPath):
 def annealing_path(model, *, base: Tensor | str = "uniform") -> AnnealingPath:
     """The annealing path :func:`ais` uses for ``model``: an :class:`AnnealingPath`
     as given; :class:`RBMPath` for a BernoulliRBM; :class:`~dgmlib.mcmc.paths.DBMPath`
-    (odd layers summed out) for a DBM. ``base``: the base model's visible biases.
+    (odd layers summed out) for a DBM; :class:`~dgmlib.mcmc.paths.GRBMPath` and
+    :class:`~dgmlib.mcmc.paths.MCRBMPath` for the real-valued RBMs of chapter 8.
+    ``base``: the base model's visible biases (binary models only).
     """
     from ..energy.dbm import DBM
     from ..energy.rbm import BernoulliRBM
@@ -260,8 +262,22 @@ def annealing_path(model, *, base: Tensor | str = "uniform") -> AnnealingPath:
         return RBMPath(model, base)
     if isinstance(model, DBM):
         return DBMPath(model, base)
+    from ..energy.covariance import MeanCovarianceRBM
+    from ..energy.grbm import GaussianBernoulliRBM
+    from .paths import GRBMPath, MCRBMPath
+
+    real = {GaussianBernoulliRBM: GRBMPath, MeanCovarianceRBM: MCRBMPath}
+    for cls, path in real.items():
+        if isinstance(model, cls):
+            if not (isinstance(base, str) and base == "uniform"):
+                raise ValueError(
+                    f"a {cls.__name__}'s annealing path starts from its own Gaussian "
+                    "base; leave base= unset"
+                )
+            return path(model)
     raise ValueError(
-        "ais needs a BernoulliRBM, a DBM or an AnnealingPath (base log Z, base "
+        "ais needs a BernoulliRBM, a DBM, a GaussianBernoulliRBM, a MeanCovarianceRBM "
+        "or an AnnealingPath (base log Z, base "
         f"samples, log p*_beta, an invariant transition); got {type(model).__name__}"
     )
 
