@@ -178,10 +178,27 @@ def _gmmn_digits(quick: bool) -> list[Row]:
         notes = {"train_s": seconds[name], "steps": steps, "quick": quick}
         rows += [
             Row(
-                "gmmn_digits", f"{name}: Fréchet distance", fd, "", "", None, ref, notes
+                "gmmn_digits",
+                f"{name}: Fréchet distance",
+                fd,
+                "feature units²",
+                "",
+                None,
+                ref,
+                notes,
             ),
-            Row("gmmn_digits", f"{name}: precision (k = 3)", prec, "", "", None, ref),
-            Row("gmmn_digits", f"{name}: recall (k = 3)", rec, "", "", None, ref),
+            Row(
+                "gmmn_digits",
+                f"{name}: precision (k = 3)",
+                prec,
+                "fraction",
+                "",
+                None,
+                ref,
+            ),
+            Row(
+                "gmmn_digits", f"{name}: recall (k = 3)", rec, "fraction", "", None, ref
+            ),
             Row("gmmn_digits", f"{name}: training time", seconds[name], "s"),
         ]
     better = scores["GMMN+AE"][1] > scores["GMMN"][1]
@@ -190,7 +207,7 @@ def _gmmn_digits(quick: bool) -> list[Row]:
             "gmmn_digits",
             "GMMN+AE precision minus GMMN precision",
             scores["GMMN+AE"][1] - scores["GMMN"][1],
-            "",
+            "fraction",
             "> 0 (Li et al.: better samples)",
             better,
             "Li et al. (2015): GMMN+AE samples visibly better than GMMN's (no metric)",
