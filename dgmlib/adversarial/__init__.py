@@ -32,3 +32,7 @@ from dgmlib.adversarial.gan import (  # noqa: E402
 )
 
 __all__ += ["gan_losses", "fit_gan", "gradient_penalty", "pack", "sample_gan"]
+
+from dgmlib.adversarial.dcgan import DCGANDiscriminator, DCGANGenerator  # noqa: E402
+
+__all__ += ["DCGANGenerator", "DCGANDiscriminator"]
