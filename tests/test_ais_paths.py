@@ -142,7 +142,7 @@ def test_the_protocol_and_its_errors():
     assert isinstance(ais(WithoutTransitions(path), n_betas=3, n_chains=4).log_z, float)
     with pytest.raises(ValueError, match="belongs to the path"):
         ais(path, n_betas=3, base=torch.zeros(4))
-    with pytest.raises(ValueError, match="BernoulliRBM, a DBM or an AnnealingPath"):
+    with pytest.raises(ValueError, match="a MeanCovarianceRBM or an AnnealingPath"):
         ais(torch.zeros(3), n_betas=3)
     with pytest.raises(ValueError, match=r"init_v = \[v, h1, ...\]"):
         ais(dbm, n_betas=3, n_chains=4, reverse=True, init_v=torch.zeros(4, 4))
