@@ -71,18 +71,25 @@ def check_bandwidths(bandwidths) -> tuple[float, ...]:
     return values
 
 
-def _check_pair(x: Tensor, y: Tensor) -> None:
+def check_pair(
+    x: Tensor,
+    y: Tensor,
+    fn: str = "mmd2",
+    hint: str = "Compare samples of the same space (flatten images to (N, D) first).",
+) -> None:
+    """Both of shape (N, D) with the same D, else a ValueError naming ``fn``; shared
+    by the sample-based metrics of :mod:`dgmlib.evaluate`.
+    """
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, Tensor) or t.ndim != 2:
             raise ValueError(
-                f"mmd2 expects {name} of shape (N, D); got "
+                f"{fn} expects {name} of shape (N, D); got "
                 f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}"
             )
     if x.shape[1] != y.shape[1]:
         raise ValueError(
-            f"mmd2: x and y must have the same number of features; got x "
-            f"{tuple(x.shape)} and y {tuple(y.shape)}. Compare samples of the same "
-            "space (flatten images to (N, D) first)."
+            f"{fn}: x and y must have the same number of features; got x "
+            f"{tuple(x.shape)} and y {tuple(y.shape)}. {hint}"
         )
 
 
@@ -118,7 +125,7 @@ def mmd2(
     -------
     Tensor, shape (), differentiable in x and y.
     """
-    _check_pair(x, y)
+    check_pair(x, y)
     bandwidths = check_bandwidths(bandwidths)
     n, m = x.shape[0], y.shape[0]
     if unbiased and (n < 2 or m < 2):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dgmlib.adversarial.mmd import check_bandwidths, gaussian_kernel, mmd2
+from dgmlib.adversarial.mmd import check_bandwidths, check_pair, gaussian_kernel, mmd2
 from dgmlib.cache import train_or_load
 
 __all__ = [
@@ -46,18 +46,9 @@ __all__ = [
 
 
 def _check_features(x: Tensor, y: Tensor, fn: str) -> None:
-    for name, t in (("x", x), ("y", y)):
-        if not isinstance(t, Tensor) or t.ndim != 2:
-            raise ValueError(
-                f"{fn} expects {name} of shape (N, F); got "
-                f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}"
-            )
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"{fn}: x and y must have the same number of features; got x "
-            f"{tuple(x.shape)} and y {tuple(y.shape)}. Compute both with the same "
-            "feature map (e.g. digit_features)."
-        )
+    check_pair(
+        x, y, fn, "Compute both with the same feature map (e.g. digit_features)."
+    )
 
 
 # ------------------------------------------------------------------- MMD test
