@@ -48,11 +48,21 @@ class Chorales:
         return self.high - self.low + 1
 
 
+def _corpus():
+    """music21's corpus module, or a clear error saying how to install it."""
+    try:
+        from music21 import corpus
+    except ImportError as err:
+        raise ImportError(
+            "dgmlib.music reads the Bach chorales from music21's bundled corpus, and "
+            "music21 is not installed: pip install 'dgmlib[music]' (or music21)"
+        ) from err
+    return corpus
+
+
 def chorale_paths() -> list[Path]:
     """The sorted ``.mxl`` files of music21's Bach corpus."""
-    from music21 import corpus
-
-    return sorted(p for p in corpus.getComposer("bach") if p.suffix == ".mxl")
+    return sorted(p for p in _corpus().getComposer("bach") if p.suffix == ".mxl")
 
 
 def _split_of(i: int) -> str:
@@ -108,8 +118,7 @@ def load_chorales(
             dropped = int(z["_dropped"])
         seconds = 0.0
     else:
-        from music21 import corpus
-
+        corpus = _corpus()
         t0 = time.process_time()
         rolls, dropped = {}, 0
         for i, p in enumerate(chorale_paths()[:max_pieces]):

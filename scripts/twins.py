@@ -35,7 +35,7 @@ def version() -> str:
 
 def install_url(ver: str | None = None) -> str:
     """The pip requirement of the twins: this repository at the tag of this version."""
-    return f"dgmlib @ git+{REPO_URL}@v{ver or version()}"
+    return f"dgmlib[music] @ git+{REPO_URL}@v{ver or version()}"
 
 
 def install_cell() -> str:
@@ -48,7 +48,7 @@ def install_cell() -> str:
         "\n"
         'if "google.colab" in sys.modules:\n'
         f'    repo = "{REPO_URL}"\n'
-        f'    pkg = f"dgmlib @ git+{{repo}}@v{version()}"\n'
+        f'    pkg = f"dgmlib[music] @ git+{{repo}}@v{version()}"\n'
         '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", pkg], '
         "check=True)"
     )

@@ -78,7 +78,7 @@ def test_every_twin_installs_the_dgmlib_it_was_built_from():
         code = [c for c in cells if c["cell_type"] == "code"]
         first = "".join(code[0]["source"])
         assert "google.colab" in first and "pip" in first, f"{md.name}: no install cell"
-        assert f'pkg = f"dgmlib @ git+{{repo}}@v{version}"' in first, (
+        assert f'pkg = f"dgmlib[music] @ git+{{repo}}@v{version}"' in first, (
             f"{md.name}: the install cell is not pinned to v{version}"
         )
         assert f'repo = "{twins.REPO_URL}"' in first

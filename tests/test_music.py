@@ -47,3 +47,20 @@ def test_bad_arguments_rejected():
         music.load_chorales(max_pieces=3)
     with pytest.raises(ValueError, match="0 <= low <= high <= 127"):
         music.load_chorales(low=80, high=60)
+
+
+def test_a_missing_music21_is_reported_with_the_install_line(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_music21(name, *args, **kwargs):
+        if name.startswith("music21"):
+            raise ImportError("No module named 'music21'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_music21)
+    from dgmlib import music
+
+    with pytest.raises(ImportError, match=r"pip install 'dgmlib\[music\]'"):
+        music.chorale_paths()
