@@ -171,6 +171,23 @@ def test_rendered_outputs_have_no_reprs_warnings_or_long_lines(page_name, built_
     assert not problems, f"{page_name}: {problems}"
 
 
+RAW_TEX = re.compile(r"\\(?:mathbf|frac|sum|log|boldsymbol|mathcal|top|mid)\b")
+
+
+@pytest.mark.parametrize("page_name", chapter_pages())
+def test_prose_has_no_untypeset_maths(page_name, built_book):
+    """TeX outside the math elements is maths MyST did not see (e.g. inline maths
+    split so that a line starts with '- ', which becomes a list item)."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup((built_book / f"{page_name}.html").read_text(), "html.parser")
+    article = soup.select_one("article") or soup
+    for skip in article.select(".math, pre, code, script, .cell_output"):
+        skip.decompose()
+    found = RAW_TEX.findall(article.get_text(" "))
+    assert not found, f"{page_name}: TeX left as text: {found[:5]}"
+
+
 def test_no_chapter_writes_a_warning(built_book):
     """The page drops stderr (``stderr_output: remove``), so warnings are looked for in
     the executed notebooks the build keeps beside the HTML."""
