@@ -1,0 +1,86 @@
+"""The likelihood table of chapter 20 (dgmlib.evaluate.table): its numbers are the
+benchmark results' numbers, every entry points at a row that exists, and a missing,
+corrupted or quick-sized result file is reported, never silently used.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dgmlib.evaluate.table import ENTRIES, likelihood_table, load_results
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def _rows_by_key():
+    out = {}
+    for f in RESULTS.glob("*.json"):
+        for r in json.loads(f.read_text())["rows"]:
+            out[(f.name, r["benchmark"], r["what"])] = r
+    return out
+
+
+def test_table_numbers_equal_the_json_files():
+    raw = _rows_by_key()
+    rows = likelihood_table(RESULTS)
+    assert len(rows) == len(ENTRIES)
+    n_measured = 0
+    for e, row in zip(ENTRIES, rows):
+        if e.value is None or e.value[0] not in {k[0] for k in raw}:
+            assert row["log_p"] is None and row["status"] == "not run"
+            continue
+        n_measured += 1
+        r = raw[e.value]
+        # test NLLs become log-likelihoods; everything else is copied as it is
+        expected = -r["value"] if "NLL" in r["what"] else r["value"]
+        assert row["log_p"] == expected
+        assert row["bracket"] == (raw[e.bracket]["value"] if e.bracket else None)
+        assert row["budget"] == (raw[e.budget]["value"] if e.budget else None)
+        assert row["status"] == "measured"
+    assert n_measured >= 10  # the committed results cover most of the book's models
+
+
+def test_every_entry_points_at_an_existing_row():
+    raw = _rows_by_key()
+    files = {k[0] for k in raw}
+    for e in ENTRIES:
+        for key in (e.value, e.bracket, e.budget):
+            if key is not None and key[0] in files:
+                assert key in raw, f"{key} is not in {key[0]}"
+
+
+def test_missing_file_reads_not_run(tmp_path):
+    for f in RESULTS.glob("*.json"):
+        if f.name != "nade-cpu.json":
+            shutil.copy(f, tmp_path / f.name)
+    rows = {r["model"]: r for r in likelihood_table(tmp_path)}
+    assert rows["NADE"]["log_p"] is None and rows["NADE"]["status"] == "not run"
+    assert rows["RealNVP"]["log_p"] is not None
+
+
+def test_quick_results_are_marked(tmp_path):
+    d = json.loads((RESULTS / "nade-cpu.json").read_text())
+    d["machine"]["quick"] = True
+    (tmp_path / "nade-cpu.json").write_text(json.dumps(d))
+    rows = {r["model"]: r for r in likelihood_table(tmp_path)}
+    assert rows["NADE"]["status"] == "quick sizes only"
+
+
+def test_corrupted_or_foreign_files_are_rejected(tmp_path):
+    (tmp_path / "nade-cpu.json").write_text('{"rows": [')
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_results(tmp_path)
+    (tmp_path / "nade-cpu.json").write_text('{"rows": []}')
+    with pytest.raises(ValueError, match="not a benchmark result file"):
+        load_results(tmp_path)
+
+
+def test_a_renamed_benchmark_row_is_an_error(tmp_path):
+    d = json.loads((RESULTS / "nade-cpu.json").read_text())
+    for r in d["rows"]:
+        r["what"] = r["what"].replace("exact test", "test")
+    (tmp_path / "nade-cpu.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="out of date"):
+        likelihood_table(tmp_path)
