@@ -47,3 +47,41 @@ __all__ += [
     "sample_mixture",
     "toy_mixture",
 ]
+
+from dgmlib.evaluate.likelihood import (  # noqa: E402
+    AISLogLikelihood,
+    BDMCResult,
+    DecoderPath,
+    StepSizeTable,
+    ais_log_likelihood,
+    bdmc,
+    bernoulli_decoder,
+    bits_per_dim,
+    exact_log_likelihood,
+    gaussian_decoder,
+    nearest_neighbours,
+    sigmoid_betas,
+    simulate_decoder,
+    tune_step_sizes,
+)
+from dgmlib.latent.vae import iwae_bound  # noqa: E402
+from dgmlib.mcmc.ais import ais  # noqa: E402
+
+__all__ += [
+    "DecoderPath",
+    "gaussian_decoder",
+    "bernoulli_decoder",
+    "AISLogLikelihood",
+    "tune_step_sizes",
+    "StepSizeTable",
+    "sigmoid_betas",
+    "ais_log_likelihood",
+    "BDMCResult",
+    "bdmc",
+    "simulate_decoder",
+    "bits_per_dim",
+    "nearest_neighbours",
+    "exact_log_likelihood",
+    "ais",
+    "iwae_bound",
+]
