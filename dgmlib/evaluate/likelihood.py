@@ -159,7 +159,8 @@ class DecoderPath(AnnealingPath):
     :func:`tune_step_sizes`. Being fixed, each move leaves p_beta exactly invariant.
 
     ``log_lik(x_rep, z) -> (K * B,)`` with ``x_rep = x.repeat(n_chains, 1)``. The path
-    counts accepted HMC proposals (``n_accept`` of ``n_proposed``).
+    counts accepted HMC proposals (``n_accept`` of ``n_proposed``; ``n_accept`` a
+    0-d tensor on x's device).
     """
 
     def __init__(
@@ -200,10 +201,10 @@ class DecoderPath(AnnealingPath):
         )
 
     def log_p_star(self, z, beta):
-        # [maths:likelihood.path]
+        # [maths:likelihood.decoder_path]
         log_prior = -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
         return log_prior + beta * self.log_lik(self.x_rep, z)  # (K * B,)
-        # [/maths:likelihood.path]
+        # [/maths:likelihood.decoder_path]
 
     def transition(self, z, beta, generator=None):
         z, accept = hmc_step(
@@ -213,7 +214,7 @@ class DecoderPath(AnnealingPath):
             n_leapfrog=self.n_leapfrog,
             generator=generator,
         )
-        self.n_accept += int(accept.sum())
+        self.n_accept = self.n_accept + accept.sum()  # a tensor: no device sync
         self.n_proposed += len(accept)
         return z
 
@@ -305,7 +306,7 @@ def tune_step_sizes(
         path.step_size = eps
         before = path.n_accept
         z = path.transition(z, beta, generator=generator)
-        rate = (path.n_accept - before) / len(z)  # acceptance at this beta
+        rate = float(path.n_accept - before) / len(z)  # acceptance at this beta
         eps *= math.exp(gain * (rate - target_accept))  # toward the target
         table.append(eps)
     # [/maths:likelihood.tune]
@@ -427,7 +428,7 @@ def ais_log_likelihood(
         log_w=log_w.to(dtype=x.dtype, device=x.device),
         reverse=reverse,
         step_sizes=step_sizes.to(torch.float64),
-        accept_rate=path.n_accept / max(path.n_proposed, 1),
+        accept_rate=float(path.n_accept) / max(path.n_proposed, 1),
     )
 
 
