@@ -259,6 +259,10 @@ def test_decoder_path_layout_base_and_step_sizes():
     table = StepSizeTable(torch.tensor([0.0, 0.5, 1.0], dtype=f64),
                           torch.tensor([1.0, 0.5, 0.1], dtype=f64))  # fmt: skip
     assert table(0.25) == pytest.approx(0.75) and table(1.0) == pytest.approx(0.1)
+    xb, zb = simulate_decoder(m.G, 5, latent_dim=2, generator=torch.Generator())
+    assert zb.shape == (5, 2) and set(xb.unique().tolist()) <= {0.0, 1.0}
+    r = lik.BDMCResult(torch.tensor([-3.0, -2.0]), torch.tensor([-2.5, -1.0]))
+    assert r.gap == pytest.approx(0.75)
     b = sigmoid_betas(50)
     assert float(b[0]) == 0.0 and float(b[-1]) == 1.0 and bool((b.diff() > 0).all())
 
