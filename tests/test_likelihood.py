@@ -374,5 +374,5 @@ def test_bad_input_is_rejected():
         nearest_neighbours(torch.zeros(2, 3), torch.zeros(4, 2))
     with pytest.raises(ValueError, match=r"k must be an int in \[1, 4\]"):
         nearest_neighbours(torch.zeros(2, 3), torch.zeros(4, 3), k=5)
-    with pytest.raises(ValueError, match="d must be"):
+    with pytest.raises(ValueError, match="dim must be"):
         bits_per_dim(1.0, 0)

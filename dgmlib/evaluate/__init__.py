@@ -85,3 +85,7 @@ __all__ += [
     "ais",
     "iwae_bound",
 ]
+
+from dgmlib.evaluate.table import ENTRIES, Entry, likelihood_table  # noqa: E402
+
+__all__ += ["likelihood_table", "Entry", "ENTRIES"]

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dgmlib.flows.dequantize import bits_per_dim
 from dgmlib.mcmc.ais import AnnealingPath, _check_betas, ais, log_mean_exp
 from dgmlib.mcmc.hmc import hmc_step
 
@@ -501,16 +502,6 @@ def bdmc(
 
 
 # --- small estimators --------------------------------------------------------------
-
-
-def bits_per_dim(nll_nats: float | Tensor, d: int) -> float | Tensor:
-    """Negative log-likelihood in nats per example -> bits per dimension:
-    nll / (d ln 2). A float for a float, a tensor for a tensor."""
-    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-        raise ValueError(f"d must be the number of dimensions, an int >= 1; got {d!r}")
-    # [maths:likelihood.bits_per_dim]
-    return nll_nats / (d * math.log(2))
-    # [/maths:likelihood.bits_per_dim]
 
 
 _MAX_ENTRIES = 2**26  # about 64M distances in memory at once

@@ -38,8 +38,16 @@ def dequantize(k: Tensor, *, generator: torch.Generator | None = None) -> Tensor
 
 
 def bits_per_dim(nll_nats: float | Tensor, dim: int) -> float | Tensor:
-    """NLL in nats per example -> bits per dimension: nll / (dim * ln 2)."""
+    """NLL in nats per example -> bits per dimension: nll / (dim * ln 2). A float for
+    a float, a tensor for a tensor.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(
+            f"dim must be the number of dimensions, an int >= 1; got {dim!r}"
+        )
+    # [maths:likelihood.bits_per_dim]
     return nll_nats / (dim * math.log(2))
+    # [/maths:likelihood.bits_per_dim]
 
 
 class IndependentCategorical:
