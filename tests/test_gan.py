@@ -267,6 +267,53 @@ def test_fit_gan_steps_equal_the_hand_written_game(variant, monkeypatch):
     assert len(h["d_loss"]) == 3 and len(h["g_loss"]) == 3
 
 
+def ema_new_weight_kept(average, params, beta):
+    """Broken twin: the weights of the average swapped (beta on the new parameters)."""
+    with torch.no_grad():
+        for a, w in zip(average, params):
+            a.mul_(1 - beta).add_(w.detach(), alpha=beta)
+
+
+EMA_UPDATES = {"correct": gan._ema_update, "new_weight_kept": ema_new_weight_kept}
+
+
+@pytest.mark.parametrize("variant", ["correct", "new_weight_kept"])
+def test_fit_gan_ema_leaves_the_hand_computed_average_in_g(variant, monkeypatch):
+    """ema=beta: after the run G holds theta_bar, updated after each generator step t
+    with beta_t = min(beta, (1 + t) / (10 + t)) from theta_bar = the initial weights.
+    The raw weights after each step are read by the callback (deterministic: fixed z).
+    """
+    g = torch.Generator().manual_seed(0)
+    data = 2 + 0.5 * torch.randn(64, 1, dtype=DT, generator=g)
+    zs = [torch.randn(64, 1, dtype=DT, generator=g) for _ in range(16)]
+    z_iter = iter(zs)
+    monkeypatch.setattr(gan, "_randn", lambda shape, generator, like: next(z_iter))
+    monkeypatch.setattr(gan, "_ema_update", EMA_UPDATES[variant])
+    G, D = Shift(), nn.Linear(1, 1).double()
+    D.load_state_dict(D0.state_dict())
+    raw = []
+    fit_gan(
+        G,
+        D,
+        data,
+        latent_dim=1,
+        steps=8,
+        batch_size=64,
+        lr=0.05,
+        ema=0.8,
+        quiet=True,
+        callback=lambda i, row: raw.append(G.mu.item()),
+    )
+    avg = 0.0  # Shift starts at mu = 0
+    for t, mu in enumerate(raw):
+        beta = min(0.8, (1 + t) / (10 + t))
+        avg = beta * avg + (1 - beta) * mu
+    # the raw weights moved (about 0.4 in 8 steps), so the two averages differ by 0.2
+    ok = abs(G.mu.item() - avg) < 1e-12
+    assert abs(raw[-1] - avg) > 0.01 and len(raw) == 8
+    assert ok == (variant == "correct")
+
+
 def test_fit_gan_rejects_bad_input():
     data = torch.randn(100, 2)
     D = nn.Linear(2, 1)
@@ -288,6 +335,8 @@ def test_fit_gan_rejects_bad_input():
         fit_gan(
             nn.Linear(2, 2), D, data, latent_dim=2, loss="hinge", steps=1, batch_size=50
         )
+    with pytest.raises(ValueError, match=r"ema must be a decay in \(0, 1\)"):
+        fit_gan(nn.Linear(2, 2), D, data, latent_dim=2, steps=1, batch_size=50, ema=1)
     with pytest.raises(ValueError, match="fewer than batch_size"):
         fit_gan(nn.Linear(2, 2), D, data, latent_dim=2, steps=1, batch_size=500)
     with pytest.raises(ValueError, match="kind must be one of"):
