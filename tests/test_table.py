@@ -84,3 +84,16 @@ def test_a_renamed_benchmark_row_is_an_error(tmp_path):
     (tmp_path / "nade-cpu.json").write_text(json.dumps(d))
     with pytest.raises(ValueError, match="out of date"):
         likelihood_table(tmp_path)
+
+
+def test_html_shows_every_row_and_number():
+    from dgmlib.evaluate.table import table_html
+
+    rows = likelihood_table(RESULTS)
+    html = table_html(rows)
+    assert html.count("<table") == len({r["data"] for r in rows})
+    assert html.count("<tr><td>") == len(rows)
+    for r in rows:
+        if r["log_p"] is not None:
+            assert f"{r['log_p']:.2f}".replace("-", "−") in html
+    assert html.count("not run") == sum(r["log_p"] is None for r in rows)

@@ -86,6 +86,11 @@ __all__ += [
     "iwae_bound",
 ]
 
-from dgmlib.evaluate.table import ENTRIES, Entry, likelihood_table  # noqa: E402
+from dgmlib.evaluate.table import (  # noqa: E402
+    ENTRIES,
+    Entry,
+    likelihood_table,
+    table_html,
+)
 
-__all__ += ["likelihood_table", "Entry", "ENTRIES"]
+__all__ += ["likelihood_table", "table_html", "Entry", "ENTRIES"]

@@ -21,7 +21,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Entry", "ENTRIES", "likelihood_table", "load_results", "results_dir"]
+__all__ = [
+    "Entry",
+    "ENTRIES",
+    "likelihood_table",
+    "load_results",
+    "results_dir",
+    "table_html",
+]
 
 REPO_RAW = (
     "https://raw.githubusercontent.com/dgm-executable/deep-generative-models/main/"
@@ -380,3 +387,40 @@ def likelihood_table(folder: str | os.PathLike | None = None) -> list[dict]:
                 row["budget"] = t[0]["value"]
         rows.append(row)
     return rows
+
+
+def _cell(r: dict) -> str:
+    if r["log_p"] is None:
+        return f"<em>{r['status']}</em>"
+    text = f"{r['log_p']:.2f}".replace("-", "−")
+    if r["bracket"] is not None:
+        text += f"<br><small>reverse AIS: {r['bracket']:.2f}</small>".replace("-", "−")
+    if r["status"] != "measured":
+        text += f"<br><small>({r['status']})</small>"
+    return text
+
+
+def table_html(rows: list[dict]) -> str:
+    """The rows of :func:`likelihood_table` as HTML: one table per data set, columns
+    model (size), log p in nats per example, estimator, budget and machine, published.
+    """
+    from html import escape
+
+    out = []
+    for data in dict.fromkeys(r["data"] for r in rows):
+        lines = [
+            '<table class="likelihood-table" style="font-size: 0.85em">',
+            f"<caption>{escape(data)}: test log-likelihood, nats per image</caption>",
+            "<tr><th>model</th><th>log p</th><th>estimator</th>"
+            "<th>budget, machine</th><th>published</th></tr>",
+        ]
+        for r in (r for r in rows if r["data"] == data):
+            budget = "" if r["budget"] is None else f"{r['budget']:.0f} s, "
+            lines.append(
+                f"<tr><td>{escape(r['model'])} ({escape(r['size'])})</td>"
+                f"<td>{_cell(r)}</td><td>{escape(r['estimator'])}</td>"
+                f"<td>{escape(budget + r['machine'])}</td>"
+                f"<td>{escape(r['published'])}</td></tr>"
+            )
+        out.append("\n".join(lines + ["</table>"]))
+    return "\n".join(out)
