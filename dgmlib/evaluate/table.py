@@ -35,7 +35,7 @@ REPO_RAW = (
     "benchmarks/results/"
 )
 MNIST = "binarized MNIST (fixed binarization, 10,000 test images)"
-DIGITS = "dequantized 8×8 digits (17 grey levels, held-out split)"
+DIGITS = "dequantized 8×8 digits (k + u on [0, 17)^64, held-out split)"
 
 
 @dataclass(frozen=True)
