@@ -43,6 +43,7 @@ def test_every_benchmark_module_is_discovered(cli):
         "flows_digits",
         "dbm_quality",
         "dbm_speed",
+        "dbm_ais_accuracy",
         "rbm_centered",
         "patches_table",
         "drbm_digits",
