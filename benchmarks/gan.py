@@ -7,11 +7,11 @@
   critic), latent N(0, I_2). Methods: GAN (non-saturating, Adam 1e-3, betas (0.5,
   0.999), batch 512, 8,000 steps), PacGAN2 (the same with packing 2) and WGAN-GP
   (Adam 1e-3, betas (0.5, 0.9), lambda 0.1, n_critic 5: the authors' toy script with
-  a faster rate; batch 256, 1,200 generator steps, which cost about as much CPU as
-  the others' 8,000). Every method samples from an exponential moving average of the
+  a faster rate; batch 256, 1,200 generator steps: about 40 CPU seconds against the
+  others' 60-75). Every method samples from an exponential moving average of the
   generator's weights (``fit_gan(ema=0.99)``, Yazici et al., 2019) at a constant
-  rate: in the tuning runs (/work/tools/gan6) the average lifted the high-quality
-  fraction of PacGAN2 from 63 % to 96 % on the ring and from 44-66 % to 86-90 % on
+  rate: in single-seed tuning runs the average lifted the high-quality
+  fraction of PacGAN2 from 63 % to 96 % on the ring and from 44-83 % to 86-90 % on
   the grid, more than a rate decaying to zero did. Each seed's generator is judged
   by 2,500 samples with :func:`dgmlib.evaluate.mode_coverage`: modes with at least
   one high-quality sample (within 3 std of its nearest mode), the fraction of
