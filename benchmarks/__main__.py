@@ -47,9 +47,10 @@ def markdown(rows: list[dict], info: dict) -> str:
     ]
     for r in rows:
         ok = "" if r["passed"] is None else ("yes" if r["passed"] else "**no**")
+        what, ref = (str(r[k]).replace("|", "\\|") for k in ("what", "reference"))
         lines.append(
-            f"| {r['benchmark']} | {r['what']} | {r['value']:.4g} | {r['unit']} | "
-            f"{r['target']} | {ok} | {r['reference']} |"
+            f"| {r['benchmark']} | {what} | {r['value']:.4g} | {r['unit']} | "
+            f"{r['target']} | {ok} | {ref} |"
         )
     return "\n".join(lines) + "\n"
 
