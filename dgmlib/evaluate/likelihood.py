@@ -318,6 +318,24 @@ def tune_step_sizes(
     )
 
 
+def _resolve_step_size(step_size, log_lik, x, latent_dim, betas, n_leapfrog, generator):
+    """``step_size`` as given, or the pilot run's table for ``"tune"``."""
+    if not isinstance(step_size, str):
+        return step_size
+    if step_size != "tune":
+        raise ValueError(
+            f"step_size must be 'tune', a float or a callable; got {step_size!r}"
+        )
+    return tune_step_sizes(
+        log_lik,
+        x,
+        latent_dim=latent_dim,
+        betas=betas,
+        n_leapfrog=n_leapfrog,
+        generator=generator,
+    )
+
+
 # --- AIS estimates of log p(x) -----------------------------------------------------
 
 
@@ -393,19 +411,9 @@ def ais_log_likelihood(
                 "x, e.g. the z that simulate_decoder made x from"
             )
         _check_z(z_init, x, latent_dim)
-    if isinstance(step_size, str):
-        if step_size != "tune":
-            raise ValueError(
-                f"step_size must be 'tune', a float or a callable; got {step_size!r}"
-            )
-        step_size = tune_step_sizes(
-            log_lik,
-            x,
-            latent_dim=latent_dim,
-            betas=schedule,
-            n_leapfrog=n_leapfrog,
-            generator=generator,
-        )
+    step_size = _resolve_step_size(
+        step_size, log_lik, x, latent_dim, schedule, n_leapfrog, generator
+    )
     path = DecoderPath(
         log_lik, x, latent_dim, n_chains, step_size=step_size, n_leapfrog=n_leapfrog
     )
@@ -477,15 +485,9 @@ def bdmc(
     _check_latent_dim(latent_dim)
     _check_z(z, x, latent_dim)
     schedule = sigmoid_betas(n_betas)
-    if isinstance(step_size, str) and step_size == "tune":
-        step_size = tune_step_sizes(
-            log_lik,
-            x,
-            latent_dim=latent_dim,
-            betas=schedule,
-            n_leapfrog=n_leapfrog,
-            generator=generator,
-        )
+    step_size = _resolve_step_size(
+        step_size, log_lik, x, latent_dim, schedule, n_leapfrog, generator
+    )
     kw = dict(
         latent_dim=latent_dim,
         betas=schedule,
