@@ -1,26 +1,25 @@
 """GAN mode-collapse benchmark (chapter "Generative adversarial networks").
 
 * ``gan_modes``: the VEEGAN / PacGAN protocol (Srivastava et al., 2017; Lin et al.,
-  2018). Data: a ring of 8 Gaussians (radius 1, std 0.01) and a grid of 25
-  ({-4, -2, 0, 2, 4}^2, std 0.05), 20,000 training points per seed. Models: three-layer
-  ReLU MLPs (2 -> 128 -> 128 -> 2 generator, a 2m -> 128 -> 128 -> 1 discriminator or
-  critic), latent N(0, I_2). Methods: GAN (non-saturating, Adam 1e-3, betas (0.5,
-  0.999), batch 512, 5,000 steps), PacGAN2 (the same with packing 2, 8,000 steps on
-  the ring and 16,000 on the grid, whose 25 tight modes take longer) and WGAN-GP
-  (Adam 1e-3, betas (0.5, 0.9), lambda 0.1, n_critic 5: the authors' toy script with
-  a faster rate; batch 256, 1,200 generator steps: about 40 CPU seconds a seed against
-  the others' 45-120). Every method samples from an exponential moving average of the
-  generator's weights (``fit_gan(ema=0.99)``, Yazici et al., 2019) at a constant
-  rate: in single-seed tuning runs the average lifted the high-quality
-  fraction of PacGAN2 from 63 % to 96 % on the ring and from 44-83 % to 86-90 % on
-  the grid, more than a rate decaying to zero did. Each seed's generator is judged
-  by 2,500 samples with :func:`dgmlib.evaluate.mode_coverage`: modes with at least
-  one high-quality sample (within 3 std of its nearest mode), the fraction of
-  high-quality samples and the reverse KL of the high-quality histogram to uniform;
-  the rows are means over the seeds. Target: the best method covers 8/8 and >= 24.5/25
-  modes with reverse KL <= 0.05 at >= 90 % high-quality samples. Published (Lin et
-  al., 2018, table 2, PacGAN): 7.9/8 modes, reverse KL 0.07 on the ring; 24.8/25,
-  0.04 on the grid.
+  2018). Data: a ring of 8 Gaussians (radius 1, std 0.01) and a grid of 25 ({-4, -2, 0,
+  2, 4}^2, std 0.05), 20,000 training points per seed. Models: three-layer ReLU MLPs (2
+  -> 128 -> 128 -> 2 generator, a 2m -> 128 -> 128 -> 1 discriminator or critic), latent
+  N(0, I_2). Methods: GAN (non-saturating, Adam 1e-3, betas (0.5, 0.999), batch 512,
+  5,000 steps), PacGAN2 (the same with packing 2, 8,000 steps on the ring and 16,000 on
+  the grid, whose 25 tight modes take longer) and WGAN-GP (fit_gan's defaults: Adam
+  1e-3, betas (0.5, 0.9), lambda 0.1, n_critic 5, the authors' toy script with a faster
+  rate; batch 256, 1,200 generator steps: about 40 CPU seconds a seed against the
+  others' 45-120). Every method samples from an exponential moving average of the
+  generator's weights (``fit_gan(ema=0.99)``, Yazici et al., 2019) at a constant rate:
+  in single-seed tuning runs the average lifted the high-quality fraction of PacGAN2
+  from 63 % to 96 % on the ring and from 44-83 % to 86-90 % on the grid, more than a
+  rate decaying to zero did. Each seed's generator is judged by 2,500 samples with
+  :func:`dgmlib.evaluate.mode_coverage`: modes with at least one high-quality sample
+  (within 3 std of its nearest mode), the fraction of high-quality samples and the
+  reverse KL of the high-quality histogram to uniform; the rows are means over the
+  seeds. Target: the best method covers 8/8 and >= 24.5/25 modes with reverse KL <= 0.05
+  at >= 90 % high-quality samples. Published (Lin et al., 2018, table 2, PacGAN): 7.9/8
+  modes, reverse KL 0.07 on the ring; 24.8/25, 0.04 on the grid.
 """
 
 from __future__ import annotations
@@ -44,14 +43,7 @@ METHODS = {  # name: (fit_gan keywords, packing, generator steps {toy: steps})
     "GAN": (_GAN, 1, {"ring": 5000, "grid": 5000}),
     "PacGAN2": (_GAN, 2, {"ring": 8000, "grid": 16000}),
     "WGAN-GP": (
-        dict(
-            loss="wgan-gp",
-            lr=1e-3,
-            betas=(0.5, 0.9),
-            gp_weight=0.1,
-            batch_size=256,
-            ema=0.99,
-        ),
+        dict(loss="wgan-gp", batch_size=256, ema=0.99),  # fit_gan's defaults
         1,
         {"ring": 1200, "grid": 1200},
     ),

@@ -55,7 +55,7 @@ from .common import Row
 
 # fit_gan's keyword arguments beyond the shared ones. The non-saturating cost with these
 # MLPs collapsed (recall 0 after 250-2,000 steps); WGAN-GP with fit_gan's defaults
-# trains.
+# (lambda 0.1, Adam 1e-3, betas (0.5, 0.9), n_critic 5) trains.
 GAN = dict(loss="wgan-gp")
 
 
