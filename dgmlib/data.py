@@ -578,7 +578,9 @@ def load_binarized_mnist(
                 f"{_HOW_TO_PROCEED}"
             ) from err
     v = _read_npz(path, splits=(split,))[split]  # (N, 784) uint8, verified
-    return torch.from_numpy(v).to(dtype)
+    # row-major (the file may store the arrays column-major): minibatch gathers of
+    # whole images are then contiguous reads
+    return torch.from_numpy(v).to(dtype).contiguous()
 
 
 def binarized_mnist_available(data_dir: str | os.PathLike | None = None) -> bool:

@@ -107,11 +107,12 @@ def minibatches(
         order = torch.randperm(n, generator=generator, device=gen_device).to(
             tensors[0].device
         )
-        tensors = tuple(
-            t[order] for t in tensors
-        )  # one gather per epoch; batches are views
     for start in range(0, n, batch_size):
-        batch = tuple(t[start : start + batch_size] for t in tensors)
+        if shuffle:  # one small gather per batch: no copy of the whole data set
+            idx = order[start : start + batch_size]
+            batch = tuple(t[idx] for t in tensors)
+        else:
+            batch = tuple(t[start : start + batch_size] for t in tensors)
         yield batch if isinstance(data, tuple) else batch[0]
 
 

@@ -467,7 +467,8 @@ class RBMStep:
             G = torch.mm(X.T, Y, out=b_("G", (D, H), lo))
             if m:
                 vW.mul_(m)
-            vW.add_(G, alpha=lr)
+            # widened first: an add of mixed dtypes takes a slow path on CPU
+            vW.add_(b_("G_f", (D, H), dt).copy_(G), alpha=lr)
         if self.weight_decay:
             vW.add_(W, alpha=-lr * self.weight_decay)
         db = v_pos.mean(0) - v_neg.sum(0, dtype=dt) / M  # (D,)
@@ -578,7 +579,7 @@ def fit_rbm(
             raise ValueError("chains are the persistent chains of method='pcd'")
         chains = rbm._check_v(chains).clone()
     if init_visible_bias and chains is None and not rbm.b.any():
-        rbm.init_visible_bias_from_data(data)
+        rbm.b.copy_(visible_bias_from_data(data))  # data checked above
     mu = lam = None
     if centered:
         if offsets is not None:
