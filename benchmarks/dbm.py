@@ -36,7 +36,7 @@ from dgmlib.energy import DBM, fit_dbm, pretrain_dbm, sample_dbm
 from dgmlib.exact import dbm_log_partition
 from dgmlib.mcmc import ais, base_rate_biases, sm_betas
 
-from .common import Row, mnist, timed
+from .common import Row, fastest_matmul_dtype, mnist, timed
 
 PUBLISHED = (
     "Salakhutdinov & Hinton (2009), 784-500-1000 DBM: -84.62 nats (20,000 betas)"
@@ -63,21 +63,6 @@ QUICK = FULL | {
     "n_chains_ais": 10,
     "reverse_burn_in": 20,
 }
-
-
-def _fastest_matmul_dtype(dev) -> torch.dtype | None:
-    """bfloat16 products when they are at least 1.5x faster than float32 here (CPUs
-    with AMX or AVX-512 BF16, GPUs), else None (float32): timed on the DBM's largest
-    product.
-    """
-    a, W = torch.rand(100, 1000, device=dev), torch.rand(1000, 500, device=dev)
-
-    def best(dt):
-        x, w = a.to(dt), W.to(dt)
-        x @ w
-        return min(timed(lambda: [x @ w for _ in range(20)])[0] for _ in range(3))
-
-    return torch.bfloat16 if best(torch.bfloat16) * 1.5 <= best(torch.float32) else None
 
 
 def _checkpoint(cfg: dict, stage: str) -> Path:
@@ -123,7 +108,7 @@ def _trained_dbm(x: torch.Tensor, cfg: dict, dev, *, resume: bool):
             torch.save({"dbm": dbm.state_dict(), "notes": notes}, pre)
     else:
         notes = state["notes"] | {"pretrain_resumed": str(pre.name)}
-    matmul_dtype = None if cfg is QUICK else _fastest_matmul_dtype(dev)
+    matmul_dtype = None if cfg is QUICK else fastest_matmul_dtype(dev)
     t, hist = timed(
         fit_dbm,
         dbm,

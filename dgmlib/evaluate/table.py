@@ -60,6 +60,7 @@ class Entry:
 
 _RBM = "rbm-quality-cpu.json"
 _RECIPE = "rbm-recipe-cpu.json"
+_CENTERED = "rbm-centered-cpu.json"
 _FLOWS = "flows-cpu.json"
 ENTRIES: tuple[Entry, ...] = (
     Entry(
@@ -82,17 +83,9 @@ ENTRIES: tuple[Entry, ...] = (
         "ch-dbm",
         "784–500",
         "AIS log Z (14,501 β, 100 chains): errs towards a higher log p",
-        (
-            _RECIPE,
-            "rbm_centered",
-            "centered: test log-likelihood (AIS, 14501 betas, 100 chains)",
-        ),
+        (_CENTERED, "rbm_centered", "centered: test log-likelihood (AIS, 100 chains)"),
         "−84.86, 200 epochs (Melchior et al. 2016)",
-        budget=(
-            _RECIPE,
-            "rbm_centered",
-            "centered: training time (128.5 PCD-1 epochs, 784x500)",
-        ),
+        budget=(_CENTERED, "rbm_centered", "centered: training time (PCD-1, 784x500)"),
     ),
     Entry(
         MNIST,
