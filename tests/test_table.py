@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dgmlib.evaluate.table import ENTRIES, likelihood_table, load_results
+from dgmlib.evaluate.table import ENTRIES, likelihood_table, load_results, table_html
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -38,7 +38,11 @@ def test_table_numbers_equal_the_json_files():
         assert row["log_p"] == expected
         assert row["bracket"] == (raw[e.bracket]["value"] if e.bracket else None)
         assert row["budget"] == (raw[e.budget]["value"] if e.budget else None)
-        assert row["status"] == "measured"
+        wide = row["bracket"] is not None and abs(row["bracket"] - expected) > 2.0
+        if wide:  # forward and reverse AIS disagree: not quoted as a log-likelihood
+            assert row["status"].startswith("untrusted")
+        else:
+            assert row["status"] == "measured"
     assert n_measured >= 10  # the committed results cover most of the book's models
 
 
@@ -97,3 +101,28 @@ def test_html_shows_every_row_and_number():
         if r["log_p"] is not None:
             assert f"{r['log_p']:.2f}".replace("-", "−") in html
     assert html.count("not run") == sum(r["log_p"] is None for r in rows)
+
+
+def _with_dbm_bracket(folder: Path, forward: float, reverse: float) -> dict:
+    folder.mkdir()
+    for f in RESULTS.glob("*.json"):
+        shutil.copy(f, folder / f.name)
+    path = folder / "dbm-quality-cpu.json"
+    doc = json.loads(path.read_text())
+    for r in doc["rows"]:
+        if r["what"].startswith("test log-likelihood lower bound"):
+            r["value"] = forward
+        if r["what"].startswith("the same bound with reverse-AIS"):
+            r["value"] = reverse
+    path.write_text(json.dumps(doc))
+    return {r["model"]: r for r in likelihood_table(folder)}["DBM, variational SML"]
+
+
+def test_a_wide_ais_bracket_is_marked_untrusted(tmp_path):
+    # forward and reverse AIS 30 nats apart: AIS has not mixed, so the row says so
+    row = _with_dbm_bracket(tmp_path / "wide", -60.0, -90.0)
+    assert row["status"].startswith("untrusted") and row["log_p"] == -60.0
+    assert "<s>" in table_html([row])
+    # within 2 nats the same row is a measurement
+    row = _with_dbm_bracket(tmp_path / "narrow", -88.0, -89.5)
+    assert row["status"] == "measured" and "<s>" not in table_html([row])

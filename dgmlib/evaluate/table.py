@@ -58,6 +58,10 @@ class Entry:
     budget: tuple[str, str, str] | None = None
 
 
+# A bracket wider than this (nats) means AIS has not mixed: the number is not quoted
+# as a log-likelihood (the DBM benchmark's own "trusted" threshold).
+TRUSTED_BRACKET = 2.0
+
 _RBM = "rbm-quality-cpu.json"
 _RECIPE = "rbm-recipe-cpu.json"
 _CENTERED = "rbm-centered-cpu.json"
@@ -372,7 +376,9 @@ def likelihood_table(folder: str | os.PathLike | None = None) -> list[dict]:
     """The table's rows, in :data:`ENTRIES` order: dicts with ``data``, ``model``,
     ``chapter``, ``size``, ``estimator``, ``log_p`` (nats per example, None if not run),
     ``bracket`` (the other end, or None), ``budget`` (seconds, or None), ``machine``,
-    ``status`` ("measured", "not run", "quick sizes only") and ``published``.
+    ``status`` ("measured", "not run", "quick sizes only", or "untrusted: ..." when
+    the bracket is wider than :data:`TRUSTED_BRACKET` nats: forward and reverse AIS
+    then disagree and neither end is a log-likelihood) and ``published``.
     Test negative log-likelihoods are turned into log-likelihoods (log p = −NLL).
     """
     results = load_results(results_dir(folder))
@@ -399,6 +405,8 @@ def likelihood_table(folder: str | os.PathLike | None = None) -> list[dict]:
             row["status"] = "quick sizes only" if machine.get("quick") else "measured"
             if e.bracket and (b := _find(results, e.bracket)):
                 row["bracket"] = b[0]["value"]
+                if abs(row["log_p"] - row["bracket"]) > TRUSTED_BRACKET:
+                    row["status"] = "untrusted: the two AIS directions disagree"
             if e.budget and (t := _find(results, e.budget)):
                 row["budget"] = t[0]["value"]
         rows.append(row)
@@ -409,6 +417,8 @@ def _cell(r: dict) -> str:
     if r["log_p"] is None:
         return f"<em>{r['status']}</em>"
     text = f"{r['log_p']:.2f}".replace("-", "−")
+    if r["status"].startswith("untrusted"):
+        text = f"<s>{text}</s>"  # struck through: not a log-likelihood
     if r["bracket"] is not None:
         text += f"<br><small>reverse AIS: {r['bracket']:.2f}</small>".replace("-", "−")
     if r["status"] != "measured":
