@@ -579,7 +579,7 @@ def fit_rbm(
             raise ValueError("chains are the persistent chains of method='pcd'")
         chains = rbm._check_v(chains).clone()
     if init_visible_bias and chains is None and not rbm.b.any():
-        rbm.b.copy_(visible_bias_from_data(data))  # data checked above
+        rbm.init_visible_bias_from_data(data)
     mu = lam = None
     if centered:
         if offsets is not None:

@@ -88,9 +88,10 @@ __all__ += [
 
 from dgmlib.evaluate.table import (  # noqa: E402
     ENTRIES,
+    TRUSTED_BRACKET,
     Entry,
     likelihood_table,
     table_html,
 )
 
-__all__ += ["likelihood_table", "table_html", "Entry", "ENTRIES"]
+__all__ += ["likelihood_table", "table_html", "Entry", "ENTRIES", "TRUSTED_BRACKET"]
