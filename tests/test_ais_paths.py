@@ -10,7 +10,14 @@ import torch
 from helpers import WithoutTransitions, ais_without_transitions, random_dbm, random_rbm
 
 from dgmlib.exact import all_states, log_partition
-from dgmlib.mcmc import AnnealingPath, DBMPath, RBMPath, ais, annealing_path
+from dgmlib.mcmc import (
+    AnnealingPath,
+    DBMPath,
+    RBMPath,
+    ais,
+    annealing_path,
+    dbm_base_rates,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -56,6 +63,35 @@ def test_dbm_ais_agrees_with_exact_log_z(variant):
     assert ok == (variant == "correct"), checks
 
 
+def layerwise_base(sizes):
+    """One bias vector per layer, spread over (-1.5, 1), for DBMPath's base."""
+    return [torch.linspace(-1.5, 1.0, n, dtype=torch.float64) for n in sizes]
+
+
+def dbm_ais_either_side(run, seed):
+    """(error vs exact log Z, reported stderr) for a centered (9, 6, 7) DBM from a
+    base with biases on every layer, summing out the odd side, then the even one.
+    """
+    g = torch.Generator().manual_seed(seed)
+    dbm = random_dbm((9, 6, 7), seed=22, centered=True)
+    exact, base = float(log_partition(dbm)), layerwise_base(dbm.sizes)
+    out = []
+    for side in ("odd", "even"):
+        path = DBMPath(dbm, base=base, sum_out=side)
+        res = run(path, n_betas=500, n_chains=300, generator=g)
+        out.append((res.log_z - exact, res.stderr))
+    return out
+
+
+@pytest.mark.parametrize("variant", list(AIS_VARIANTS))
+def test_dbm_ais_over_either_side_from_a_layerwise_base(variant):
+    # Seeds 0-19 (dbm_ais_either_side), correct: |error| <= 0.031 nats, stderr <=
+    # 0.016 (false alarms 0/20); no transitions: stderr >= 0.24 (misses 0/20).
+    checks = dbm_ais_either_side(AIS_VARIANTS[variant], seed=0)
+    ok = all(abs(err) < 0.05 and se < 0.02 for err, se in checks)
+    assert ok == (variant == "correct"), checks
+
+
 def dbm_ais_bracket(run, seed, n_runs=40):
     """Means of n_runs forward and n_runs reverse (from exact samples) estimates, 50
     chains at K = 3 betas, minus exact log Z.
@@ -93,6 +129,14 @@ def test_dbm_forward_and_reverse_ais_bracket_log_z(variant):
         lambda c=c, s=s: DBMPath(random_dbm(s, seed=2, centered=c), base="uniform")
         for c in (False, True)
         for s in ((5, 3, 4), (4, 3, 2, 3))
+    ]
+    + [
+        lambda side=side: DBMPath(
+            random_dbm((4, 3, 2, 3), seed=2, centered=True),
+            base=layerwise_base((4, 3, 2, 3)),
+            sum_out=side,
+        )
+        for side in ("odd", "even")
     ],
 )
 def test_fast_step_equals_the_readable_step(make):
@@ -169,3 +213,52 @@ def test_ais_dispatches_real_valued_rbms_to_their_paths():
     assert abs(res.log_z - float(log_partition(grbm))) < 0.05 and res.stderr < 0.02
     with pytest.raises(ValueError, match="leave base= unset"):
         ais(grbm, n_betas=10, base=torch.zeros(5))
+
+
+@pytest.mark.parametrize("side", ["odd", "even"])
+def test_dbm_layerwise_base_is_exact_and_log_p_star_ends_at_the_dbm(side):
+    """With biases on every layer of the base and either side summed out: at beta = 0
+    log Z_0 is log sum exp(log p*_0) over the kept side's states; at beta = 1 it is
+    the DBM's exact log Z.
+    """
+    dbm = random_dbm((3, 2, 2, 2), seed=3, centered=True)
+    path = DBMPath(dbm, base=layerwise_base(dbm.sizes), sum_out=side)
+    sizes = dbm.sizes
+    kept = [0, 2] if side == "odd" else [1, 3]
+    states = all_states(sum(sizes[l] for l in kept), dtype=torch.float64)
+    x = [None] * 4
+    for l, t in zip(kept, torch.split(states, [sizes[l] for l in kept], dim=1)):
+        x[l] = t
+    log_z0 = torch.logsumexp(path.log_p_star(x, 0.0), 0)
+    torch.testing.assert_close(float(log_z0), path.log_z_base)
+    torch.testing.assert_close(
+        torch.logsumexp(path.log_p_star(x, 1.0), 0), log_partition(dbm)
+    )
+
+
+def test_dbm_base_rates_are_the_layers_mean_log_odds():
+    dbm = random_dbm((6, 4, 3), seed=5)
+    data = (
+        torch.rand(50, 6, generator=torch.Generator().manual_seed(1)) < 0.3
+    ).double()
+    rates = dbm_base_rates(dbm, data, n_iter=5, smoothing=0.0)
+    mu = dbm.mean_field(data, n_iter=5)
+    for r, m in zip(rates, [data, *mu]):
+        torch.testing.assert_close(torch.sigmoid(r), m.mean(0))
+    path = DBMPath(dbm, base=rates)
+    torch.testing.assert_close(
+        path.sample_base(20000, torch.Generator().manual_seed(2))[1].mean(0),
+        mu[0].mean(0),
+        atol=0.02,
+        rtol=0,
+    )
+
+
+def test_dbm_path_rejects_a_bad_base_or_side():
+    dbm = random_dbm((4, 3, 2), seed=4)
+    with pytest.raises(ValueError, match="one bias vector .* per layer"):
+        DBMPath(dbm, base=[torch.zeros(4), torch.zeros(3)])
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        DBMPath(dbm, base=[None, torch.zeros(2), None])
+    with pytest.raises(ValueError, match="sum_out must be 'odd' or 'even'"):
+        DBMPath(dbm, sum_out="both")

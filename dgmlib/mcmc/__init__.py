@@ -14,7 +14,7 @@ from .ais import (
 )
 from .gibbs import gibbs_chain, gibbs_step, sample_h, sample_v
 from .hmc import HMCResult, hmc, hmc_step, leapfrog
-from .paths import DBMPath, GRBMPath, MCRBMPath
+from .paths import DBMPath, GRBMPath, MCRBMPath, dbm_base_rates
 from .sequential import evolve_distribution, gibbs_transition_matrix, sequential_gibbs
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "annealing_path",
     "ais",
     "base_rate_biases",
+    "dbm_base_rates",
     "log_mean_exp",
     "sm_betas",
     "gibbs_chain",

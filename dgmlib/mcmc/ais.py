@@ -317,15 +317,18 @@ def ais(
 ) -> AISResult:
     """Estimate log Z by (reverse) annealed importance sampling over an annealing
     path: ``model`` is an :class:`AnnealingPath`, a BernoulliRBM (:class:`RBMPath`)
-    or a DBM (:class:`~dgmlib.mcmc.paths.DBMPath`, odd layers summed out).
+    or a DBM (:class:`~dgmlib.mcmc.paths.DBMPath`, odd layers summed out; build the
+    path yourself to sum out the even ones).
 
     Parameters
     ----------
     betas : (K,) tensor, increasing from 0 to 1, or None
         The schedule; e.g. :func:`sm_betas`. Otherwise ``n_betas`` values evenly spaced.
-    base : "uniform" or (D,) tensor
+    base : "uniform", (D,) tensor, or (DBM) one tensor per layer
         Visible biases b_A of the base model; ``"uniform"`` is b_A = 0, and
-        :func:`base_rate_biases` (data) gives the base-rate model of S&M (2008).
+        :func:`base_rate_biases` (data) gives the base-rate model of S&M (2008). A DBM
+        also takes biases for every layer: :func:`~dgmlib.mcmc.dbm_base_rates`, the
+        base to use on a trained DBM (its hidden units are mostly off).
     reverse : bool
         Run from the target back to the base. Needs ``init_v``: ``n_chains`` samples
         of the target in the path's state (RBM: (n_chains, D); DBM: the list of
