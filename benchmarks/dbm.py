@@ -17,8 +17,8 @@
   :func:`dgmlib.exact.dbm_log_partition`), pretrained and then trained for two minutes
   by ``fit_dbm``; forward AIS with the S&M schedule and 100 chains against the exact
   log Z, after each stage, from S&H's base (visible biases only, hidden units at 1/2)
-  and from :func:`dgmlib.mcmc.dbm_base_rates`. It separates a wrong AIS from a DBM that AIS cannot mix
-  over (``dbm_quality``'s 500-1000 model).
+  and from :func:`dgmlib.mcmc.dbm_base_rates`. It separates a wrong AIS from a base
+  that AIS cannot anneal from on ``dbm_quality``'s 500-1000 model.
 * ``dbm_speed``: one DBM variational-SML epoch (784-500-1000, batch 100, 50k images,
   10 mean-field iterations, one Gibbs sweep) against its matrix products alone.
 """
