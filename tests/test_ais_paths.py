@@ -52,17 +52,6 @@ def dbm_ais_agreement(run, seed):
     return out
 
 
-@pytest.mark.parametrize("variant", list(AIS_VARIANTS))
-def test_dbm_ais_agrees_with_exact_log_z(variant):
-    # Fixed tolerances, never a multiple of the stderr the code reports. Seeds 0-19
-    # (dbm_ais_agreement), correct: |error| <= 0.033 nats, stderr <= 0.012 (false
-    # alarms 0/20); no transitions: stderr >= 0.20 (misses 0/20), and the error check
-    # alone catches 20/20.
-    checks = dbm_ais_agreement(AIS_VARIANTS[variant], seed=0)
-    ok = all(abs(err) < 0.05 and se < 0.02 for err, se in checks)
-    assert ok == (variant == "correct"), checks
-
-
 def layerwise_base(sizes):
     """One bias vector per layer, spread over (-1.5, 1), for DBMPath's base."""
     return [torch.linspace(-1.5, 1.0, n, dtype=torch.float64) for n in sizes]
@@ -83,11 +72,15 @@ def dbm_ais_either_side(run, seed):
     return out
 
 
+@pytest.mark.parametrize("procedure", [dbm_ais_agreement, dbm_ais_either_side])
 @pytest.mark.parametrize("variant", list(AIS_VARIANTS))
-def test_dbm_ais_over_either_side_from_a_layerwise_base(variant):
-    # Seeds 0-19 (dbm_ais_either_side), correct: |error| <= 0.031 nats, stderr <=
-    # 0.016 (false alarms 0/20); no transitions: stderr >= 0.24 (misses 0/20).
-    checks = dbm_ais_either_side(AIS_VARIANTS[variant], seed=0)
+def test_dbm_ais_agrees_with_exact_log_z(procedure, variant):
+    # Fixed tolerances, never a multiple of the stderr the code reports. Seeds 0-19,
+    # correct sampler: dbm_ais_agreement |error| <= 0.033 nats, stderr <= 0.012;
+    # dbm_ais_either_side |error| <= 0.031, stderr <= 0.016 (false alarms 0/20 each).
+    # No transitions: stderr >= 0.20 and >= 0.24 (misses 0/20 each); on the first
+    # procedure the error check alone catches 20/20.
+    checks = procedure(AIS_VARIANTS[variant], seed=0)
     ok = all(abs(err) < 0.05 and se < 0.02 for err, se in checks)
     assert ok == (variant == "correct"), checks
 
