@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from unittest import mock
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent
 collect_ignore_glob = ["book/*.ipynb", ".venv/*", "_build/*", "_vendor/*"]
@@ -93,3 +97,51 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section(f"chapter times ({profile} profile)")
     for path, sec in sorted(_timings.items()):
         terminalreporter.write_line(f"{sec:7.1f} s  {path}")
+
+
+# --- the quick book build runs beside the other tests ---------------------------------
+# Every chapter runs twice in `make test`: once under nbval, once in the book build (its
+# executed outputs are what the browser tests look at). Both kernels run on one thread
+# in the quick profile, so on 2 cores the build goes in a subprocess while the unit and
+# chapter tests run, and the tests that need it (the fixture ``built_book``) go last.
+QUICK_BUILD = ROOT / "_build" / "quick"
+QUICK_BUILD_LOG = ROOT / "_build" / "quick-build.log"
+
+
+def start_quick_build() -> subprocess.Popen:
+    """``jupyter-book build`` with -W -n in the quick profile, into ``_build/quick``."""
+    env = dict(os.environ, DGMLIB_PROFILE="quick")
+    env.pop("MPLBACKEND", None)  # a non-inline backend in the kernel drops every figure
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb), "build", str(ROOT), "--path-output", str(QUICK_BUILD)]
+    QUICK_BUILD_LOG.parent.mkdir(exist_ok=True)
+    log = open(QUICK_BUILD_LOG, "w")  # a file, not a pipe: a full pipe would stall it
+    proc = subprocess.Popen(
+        [*cmd, "--warningiserror", "--nitpick", "--keep-going"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    proc.started = time.monotonic()
+    return proc
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k have deselected what will not run
+def pytest_collection_modifyitems(config, items):
+    needs = {id(i) for i in items if "built_book" in getattr(i, "fixturenames", ())}
+    if not needs:
+        return
+    items[:] = [i for i in items if id(i) not in needs] + [
+        i for i in items if id(i) in needs
+    ]
+    reuse = os.environ.get("DGMLIB_REUSE_BUILD")
+    if not (reuse and (QUICK_BUILD / "_build" / "html" / "index.html").exists()):
+        config.dgmlib_quick_build = start_quick_build()
+
+
+def pytest_unconfigure(config):
+    proc = getattr(config, "dgmlib_quick_build", None)
+    if proc is not None and proc.poll() is None:  # interrupted: stop the build too
+        proc.kill()
+        proc.wait()
