@@ -535,3 +535,31 @@ def test_bfloat16_products_stay_close_to_float32():
         torch.testing.assert_close(p, q, atol=0.05 * 2 / 8, rtol=0)
     with pytest.raises(ValueError, match="floating"):
         fit_dbm(a, data, matmul_dtype=torch.int8)
+
+
+def test_bfloat16_pretraining_stays_close_to_float32():
+    """pretrain_dbm(matmul_dtype=torch.bfloat16): after one epoch on the same seed
+    the stack's weights agree with float32 pretraining's to bfloat16's rounding of
+    the products (a few draws differ, where u falls within that rounding of p).
+    """
+    data = bars().repeat(4, 1).float()
+    dbms = [
+        DBM([9, 6, 4], init_std=0.5, generator=torch.Generator().manual_seed(3))
+        for _ in range(2)
+    ]
+    for dbm, dt in zip(dbms, (None, torch.bfloat16)):
+        pretrain_dbm(
+            dbm,
+            data,
+            epochs=1,
+            batch_size=8,
+            generator=torch.Generator().manual_seed(4),
+            quiet=True,
+            matmul_dtype=dt,
+        )
+    a, b = dbms
+    for p, q in zip([*a.W, *a.b], [*b.W, *b.b]):
+        torch.testing.assert_close(p, q, atol=0.02, rtol=0)
+    assert not torch.equal(a.W[0], b.W[0])  # the products did run in bfloat16
+    with pytest.raises(ValueError, match="floating"):
+        pretrain_dbm(a, data, matmul_dtype=torch.int8)

@@ -649,6 +649,14 @@ def _init_chains(dbm: DBM, data: Tensor, n: int, generator) -> list[Tensor]:
     return [v, *(_bernoulli(p, generator) for p in dbm._bottom_up(v))]
 
 
+def _check_matmul_dtype(matmul_dtype) -> None:
+    if matmul_dtype is not None and not matmul_dtype.is_floating_point:
+        raise ValueError(
+            "matmul_dtype must be a floating dtype such as torch.bfloat16; got "
+            f"{matmul_dtype}"
+        )
+
+
 def fit_dbm(
     dbm: DBM,
     data: Tensor,
@@ -709,11 +717,7 @@ def fit_dbm(
     Returns a :class:`~dgmlib.train.History` with ``chains`` (pass back to continue)
     and ``updates``; it records the unnormalised bound per step when ``monitor``.
     """
-    if matmul_dtype is not None and not matmul_dtype.is_floating_point:
-        raise ValueError(
-            "matmul_dtype must be a floating dtype such as torch.bfloat16; got "
-            f"{matmul_dtype}"
-        )
+    _check_matmul_dtype(matmul_dtype)
     data = dbm._check_layer(data, 0)
     if k < 1:
         raise ValueError(f"k (Gibbs sweeps per update) must be >= 1; got {k}")
@@ -789,26 +793,33 @@ def _fit_rbm_with_copies(
     weight_decay: float,
     generator: torch.Generator | None,
     quiet: bool | None,
+    matmul_dtype: torch.dtype | None = None,
 ) -> History:
     """CD-1 (rate decaying linearly to zero) on an RBM whose visible and hidden
     layers appear in ``copies = (n_v, n_h)`` tied copies: the hidden units see
     ``c + n_v x W``, the visible ones ``b + n_h W h``. (2, 1) is the bottom RBM of a
     DBM stack, (1, 2) the top one. The gradient of tied copies is the sum over the
     copies. ``data`` may hold probabilities (the posterior means of the layer below).
+    With ``matmul_dtype`` the products run in it (the rest in W's dtype).
     """
     n_v, n_h = copies
     opt = MomentumSGD(
         [W, b, c], [True, False, False], momentum=momentum, weight_decay=weight_decay
     )
     progress = Progress(total_steps=max(1, epochs * -(-len(data) // batch_size)))
+    lo = matmul_dtype
+
+    def mm(a: Tensor, w: Tensor) -> Tensor:  # a @ w, in matmul_dtype if one is set
+        return a @ w if lo is None else (a.to(lo) @ w.to(lo)).to(W.dtype)
 
     def step(x: Tensor) -> dict[str, float]:
-        ph = torch.sigmoid(c + n_v * (x @ W))  # (B, H) positive phase
+        W_lo = W if lo is None else W.to(lo)  # one low-precision copy per update
+        ph = torch.sigmoid(c + n_v * mm(x, W_lo))  # (B, H) positive phase
         h = _bernoulli(ph, generator)
-        x_neg = _bernoulli(torch.sigmoid(b + n_h * (h @ W.T)), generator)  # (B, D)
-        ph_neg = torch.sigmoid(c + n_v * (x_neg @ W))
+        x_neg = _bernoulli(torch.sigmoid(b + n_h * mm(h, W_lo.T)), generator)  # (B, D)
+        ph_neg = torch.sigmoid(c + n_v * mm(x_neg, W_lo))
         m = len(x)
-        dW = (n_v * n_h) * (x.T @ ph - x_neg.T @ ph_neg) / m
+        dW = (n_v * n_h) * (mm(x.T, ph) - mm(x_neg.T, ph_neg)) / m
         db = n_v * (x.mean(0) - x_neg.mean(0))
         dc = n_h * (ph.mean(0) - ph_neg.mean(0))
         opt.step([dW, db, dc], lr * linear_decay(progress()))
@@ -837,6 +848,7 @@ def pretrain_dbm(
     weight_decay: float = 2e-4,
     generator: torch.Generator | None = None,
     quiet: bool | None = None,
+    matmul_dtype: torch.dtype | None = None,
 ) -> list[History]:
     """Greedy layer-wise pretraining of a DBM by a stack of RBMs (§20.4.4;
     Salakhutdinov & Hinton 2009), written into ``dbm`` in place.
@@ -848,8 +860,11 @@ def pretrain_dbm(
     input from both sides. Each RBM is trained by CD-1 (linear rate decay) on the
     previous one's posterior means. A layer's bias is the mean of the biases the two
     RBMs that contain it learned. ``epochs``: one number, or one per RBM.
+    ``matmul_dtype=torch.bfloat16`` runs the products in bfloat16, as in
+    :func:`fit_dbm`.
     """
     data = dbm._check_layer(data, 0)
+    _check_matmul_dtype(matmul_dtype)
     L = dbm.n_layers - 1
     per = [epochs] * L if isinstance(epochs, int) else list(epochs)
     if len(per) != L:
@@ -876,6 +891,7 @@ def pretrain_dbm(
                 weight_decay=weight_decay,
                 generator=generator,
                 quiet=quiet,
+                matmul_dtype=matmul_dtype,
             )
         )
         middle = 0 < l < L - 1
