@@ -4,9 +4,11 @@
   fixed-binarized MNIST, end to end within 20 minutes on 2 CPU cores: layer-wise
   pretraining (:func:`dgmlib.energy.pretrain_dbm`), variational SML
   (:func:`dgmlib.energy.fit_dbm`, Algorithm 20.1 with the library's defaults plus a
-  time budget), then the test log-likelihood lower bound: mean field for every test
-  image (eq. 20.35) minus log Z by AIS with the odd layer summed out (100 chains, the
-  Salakhutdinov & Murray schedule, a base with every layer at its base rate:
+  time budget: what the 20 minutes leave after pretraining and an estimate of the
+  evaluation; the products in the machine's fastest dtype), then the test
+  log-likelihood lower bound: mean field for every test image (eq. 20.35) minus
+  log Z by AIS with the odd layer summed out (100 chains, the Salakhutdinov & Murray
+  schedule, a base with every layer at its base rate:
   :func:`dgmlib.mcmc.dbm_base_rates`), with the AIS standard error and the
   bracket from reverse AIS started at the model's persistent chains (after extra Gibbs
   sweeps; approximate samples, so an approximate upper bound on log Z). Resumable: the

@@ -22,11 +22,12 @@ before they are read.
 
 The base matters. S&H's has visible biases only, every hidden unit at 1/2; a
 trained DBM's hidden units are mostly off (h2 of a 784-500-1000 MNIST DBM: 8 % on),
-and annealing from 1/2 to there, the chains fall behind: on that DBM after 28 epochs
-of :func:`~dgmlib.energy.fit_dbm`, forward AIS from that base ends 121 nats below
+and annealing from 1/2 to there, the chains fall behind: on that DBM after 86 epochs
+of :func:`~dgmlib.energy.fit_dbm`, forward AIS from that base ends 80 nats below
 the forward and reverse estimates from :func:`dbm_base_rates` (which agree within
-0.1 nats at 14,501 betas; ``benchmarks/dbm.py``). :func:`dbm_base_rates` starts
-every hidden layer at its own mean under the data's posteriors.
+0.03 nats at 14,501 betas; ``benchmarks/dbm.py``; 121 nats after 28 epochs).
+:func:`dbm_base_rates` starts every hidden layer at its own mean under the data's
+posteriors.
 """
 
 from __future__ import annotations
