@@ -114,10 +114,11 @@ def start_quick_build() -> subprocess.Popen:
     env.pop("MPLBACKEND", None)  # a non-inline backend in the kernel drops every figure
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb), "build", str(ROOT), "--path-output", str(QUICK_BUILD)]
+    cmd += ["--warningiserror", "--nitpick", "--keep-going"]
     QUICK_BUILD_LOG.parent.mkdir(exist_ok=True)
     log = open(QUICK_BUILD_LOG, "w")  # a file, not a pipe: a full pipe would stall it
     proc = subprocess.Popen(
-        [*cmd, "--warningiserror", "--nitpick", "--keep-going"],
+        cmd,
         cwd=ROOT,
         env=env,
         stdout=log,
