@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_binary, check_shape
+from ..draws import bernoulli
 from ..train import History
 from .recipe import (
     MomentumSGD,
@@ -278,10 +279,13 @@ class RBMStep:
 
     ``lr`` and ``momentum`` are the current values (:func:`fit_rbm` sets them before
     each update from its schedules); the update is :class:`~dgmlib.energy.recipe.
-    MomentumSGD`'s, weight decay on ``W`` only. ``fused=True`` (default) runs the step
-    with preallocated buffers, in-place sigmoids and draws, and the momentum folded
-    into the weight products; ``fused=False`` is the readable step, the same numbers on
-    the same seed (tests/test_rbm_recipe.py). ``centered=True`` follows the centered
+    MomentumSGD`'s, weight decay on ``W`` only. Both steps draw their states with
+    :func:`dgmlib.draws.bernoulli`. ``fused=True`` (default) runs the step with
+    preallocated buffers, in-place sigmoids and draws, the data and the chains stacked
+    so that one product gives both phases' hidden probabilities (PCD) and one the
+    weights' gradient (bfloat16), and the momentum folded into the weight products;
+    ``fused=False`` is the readable step, the same numbers on the same seed
+    (tests/test_rbm_recipe.py). ``centered=True`` follows the centered
     gradient (:func:`centered_gradient`) with offsets ``mu`` (fixed) and ``lam`` (an
     exponential moving average of the data's hidden means, rate ``offset_rate``).
     """
@@ -328,13 +332,10 @@ class RBMStep:
 
     # --- the readable step ------------------------------------------------------------
     def _sample(self, p: Tensor) -> Tensor:
-        # u < p with u ~ U(0, 1) is a Bernoulli(p) draw; about twice as fast as
-        # torch.bernoulli on CPU. The states feed only matrix products, so they are
-        # stored in matmul_dtype when one is set (0 and 1 are exact in it).
-        u = torch.rand(
-            p.shape, generator=self.generator, dtype=p.dtype, device=p.device
-        )
-        return (u < p).to(self.matmul_dtype or p.dtype)
+        # u < p on a 2^24-point grid, u from random 64-bit words (dgmlib.draws): about
+        # twice as fast as torch.rand on CPU. The states feed only matrix products, so
+        # they are stored in matmul_dtype when one is set (0 and 1 are exact in it).
+        return bernoulli(p, self.generator).to(self.matmul_dtype or p.dtype)
 
     def _products(self, W: Tensor):
         """``(v @ W, h @ W.T)`` as functions returning W's dtype, the products in
@@ -394,54 +395,54 @@ class RBMStep:
             )
         return t
 
-    def _draw(self, p: Tensor, name: str) -> Tensor:
-        """Bernoulli(p) into buffer ``name``: the same uniforms as :meth:`_sample`."""
-        u = self._b("u_" + name, p.shape, p.dtype)
-        torch.rand(p.shape, generator=self.generator, dtype=p.dtype, out=u)
-        return torch.gt(p, u, out=self._b(name, p.shape, self.matmul_dtype or p.dtype))
+    def _draw(self, p: Tensor, name: str, out: Tensor | None = None) -> Tensor:
+        """Bernoulli(p) in ``out`` or buffer ``name``; the draws of :meth:`_sample`."""
+        if out is None:
+            out = self._b(name, p.shape, self.matmul_dtype or p.dtype)
+        return bernoulli(p, self.generator, out=out, buffers=self._buf)
 
     def _fused(self, v_pos: Tensor) -> tuple[Tensor, Tensor]:
         rbm, b_ = self.rbm, self._b
         W, b, c = rbm.W, rbm.b, rbm.c
         (D, H), dt, lo = W.shape, W.dtype, self.matmul_dtype
-        B = len(v_pos)
-        if lo is None:
+        B, M = len(v_pos), len(self.chains) if self.method == "pcd" else len(v_pos)
+        W_lo = W if lo is None else b_("W_lo", (D, H), lo).copy_(W)
 
-            def up(v, name):  # sigmoid(c + v W), in place
-                return torch.addmm(c, v, W, out=b_(name, (len(v), H), dt)).sigmoid_()
+        def up(v, out):  # sigmoid(c + v W) into out, in place
+            if lo is None:
+                return torch.addmm(c, v, W, out=out).sigmoid_()
+            a = torch.mm(v, W_lo, out=b_(f"a{len(v)}", (len(v), H), lo))
+            return torch.add(a, c, out=out).sigmoid_()
 
-            def down(h, name):
-                return torch.addmm(b, h, W.T, out=b_(name, (len(h), D), dt)).sigmoid_()
+        def down(h):  # sigmoid(b + h W^T)
+            pv = b_("pv", (len(h), D), dt)
+            if lo is None:
+                return torch.addmm(b, h, W.T, out=pv).sigmoid_()
+            a = torch.mm(h, W_lo.T, out=b_("pv_lo", (len(h), D), lo))
+            return torch.add(a, b, out=pv).sigmoid_()
 
-            v_in = v_pos
-        else:
-            W_lo = b_("W_lo", (D, H), lo).copy_(W)
-
-            def up(v, name):
-                a = torch.mm(v, W_lo, out=b_(name + "_lo", (len(v), H), lo))
-                return torch.add(a, c, out=b_(name, (len(v), H), dt)).sigmoid_()
-
-            def down(h, name):
-                a = torch.mm(h, W_lo.T, out=b_(name + "_lo", (len(h), D), lo))
-                return torch.add(a, b, out=b_(name, (len(h), D), dt)).sigmoid_()
-
-            v_in = b_("v_in", (B, D), lo).copy_(v_pos)
-        ph_pos = up(v_in, "ph_pos")  # (B, H)
+        # X = [v_pos; v_neg] and P = [P(h|v_pos); P(h|v_neg)]: the states and their
+        # hidden probabilities, stacked so one product serves both phases
+        X, P = b_("X", (B + M, D), lo or dt), b_("P", (B + M, H), dt)
+        X[:B].copy_(v_pos)
+        ph_pos, v_neg, ph = P[:B], X[B:], P[B:]
         if self.method == "cd":
-            h = self._draw(ph_pos, "h")
+            h = self._draw(up(X[:B], ph_pos), "h")
         else:
             if self.chain_h is None:
-                chains = self.chains if lo is None else self.chains.to(lo)
-                self.chain_h = self._draw(up(chains, "ph"), "h")
+                chains = self.chains.to(lo or dt)
+                self.chain_h = self._draw(up(chains, b_("P0", (M, H), dt)), "h")
             h = self.chain_h
         for t in range(self.k):
-            v_neg = self._draw(down(h, "pv"), "v")  # (M, D)
-            ph = up(v_neg, "ph")  # (M, H)
+            self._draw(down(h), "v", out=v_neg)  # (M, D)
             if t < self.k - 1:
-                h = self._draw(ph, "h")
-        if self.method == "pcd":
+                h = self._draw(up(v_neg, ph), "h")
+        if self.method == "pcd":  # both phases in one product
+            up(X, P)
             self.chains, self.chain_h = v_neg, self._draw(ph, "h")
-        M, lr, m = len(v_neg), self.lr, self.momentum
+        else:
+            up(v_neg, ph)
+        lr, m = self.lr, self.momentum
         vW, vb, vc = self.opt.velocities
         mu, lam = self.mu, self.lam
         if self.centered:  # centered products: the same GEMMs on shifted factors
@@ -450,7 +451,7 @@ class RBMStep:
             x_neg = torch.sub(v_neg, mu, out=b_("x_neg", (M, D), dt))
             y_neg = torch.sub(ph, lam, out=b_("y_neg", (M, H), dt))
         else:
-            x_pos, y_pos, x_neg, y_neg = v_in, ph_pos, v_neg, ph
+            x_pos, y_pos, x_neg, y_neg = X[:B], ph_pos, v_neg, ph
         if lo is None:
             # momentum folded into the first product: vW <- m vW + lr/B x^T y - ...
             vW.addmm_(x_pos.T, y_pos, beta=m, alpha=lr / B)
@@ -458,9 +459,10 @@ class RBMStep:
         else:
             # both phases in one low-precision product of the stacked minibatches: the
             # kernel accumulates in float32, so the difference is rounded once
-            X = b_("X", (B + M, D), lo)
-            X[:B].copy_(x_pos)
-            X[B:].copy_(x_neg)
+            if self.centered:
+                X = b_("XC", (B + M, D), lo)
+                X[:B].copy_(x_pos)
+                X[B:].copy_(x_neg)
             Y = b_("Y", (B + M, H), lo)
             torch.mul(y_pos, 1 / B, out=Y[:B])
             torch.mul(y_neg, -1 / M, out=Y[B:])
