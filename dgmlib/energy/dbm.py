@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_binary, check_shape
+from ..draws import bernoulli
 from ..train import History, fit
 from .recipe import (
     MomentumSGD,
@@ -389,8 +390,7 @@ def _bernoulli_entropy(p: Tensor) -> Tensor:
 
 
 def _bernoulli(p: Tensor, generator: torch.Generator | None) -> Tensor:
-    u = torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
-    return (u < p).to(p.dtype)
+    return bernoulli(p, generator).to(p.dtype)  # u < p on a 2^24 grid (dgmlib.draws)
 
 
 # --- sampling -------------------------------------------------------------------------
@@ -522,6 +522,16 @@ class DBMStep:
             momentum=momentum,
             weight_decay=weight_decay,
         )
+        self._buf: dict = {}  # reused tensors: fresh large ones cost page faults
+
+    def _b(self, key, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """A preallocated buffer, reused while its shape and dtype stay the same."""
+        t = self._buf.get(key)
+        if t is None or t.shape != shape or t.dtype != dtype:
+            t = self._buf[key] = torch.empty(
+                shape, dtype=dtype, device=self.dbm.W[0].device
+            )
+        return t
 
     def _prepare(self) -> None:
         """Per update: the offsets folded into effective biases,
@@ -541,7 +551,11 @@ class DBMStep:
             c.append(cl)
         self._c = c
         lo = self.matmul_dtype
-        self._W = W if lo is None else [w.to(lo) for w in W]
+        self._W = (
+            W
+            if lo is None
+            else [self._b(("W", l), w.shape, lo).copy_(w) for l, w in enumerate(W)]
+        )
 
     def _mm(self, a: Tensor, l: int, transpose: bool) -> Tensor:
         """a @ W_l (or a @ W_l^T), in matmul_dtype when set, returned in float."""
@@ -571,6 +585,8 @@ class DBMStep:
     def mean_field(self, v: Tensor) -> list[Tensor]:
         """dbm.mean_field(v, n_iter=n_mean_field) with v's product computed once."""
         self._prepare()
+        if self.matmul_dtype is not None:
+            return self._mean_field_lo(v)
         n = self.dbm.n_layers
         v_in = self._mm(v, 0, False)  # (B, n_1), the visible layer's input to h1
         q = [v]
@@ -585,12 +601,38 @@ class DBMStep:
                     q[l] = a.sigmoid_()
         return q
 
+    def _mean_field_lo(self, v: Tensor) -> list[Tensor]:
+        """The same iteration with each logit formed in matmul_dtype: every product
+        accumulates onto the bias and the other product (addmm; one rounding per
+        logit) and the means stay in matmul_dtype between sweeps, as the products
+        would round them anyway; the last sweep returns them in v's dtype.
+        """
+        n, W, lo, dt = self.dbm.n_layers, self._W, self.matmul_dtype, v.dtype
+        c = [cl.to(lo) for cl in self._c]
+        vW = torch.mm(v.to(lo), W[0])  # (B, n_1), the visible layer's input to h1
+        v_in = torch.add(vW, c[1])
+        q = [v.to(lo)]
+        for l in range(1, n):  # bottom-up start, doubled below the top
+            below = vW if l == 1 else torch.mm(q[l - 1], W[l - 1])
+            q.append(torch.add(c[l], below, alpha=2.0 if l < n - 1 else 1.0).sigmoid_())
+        out = [v, *q[1:]]
+        for it in range(self.n_mean_field):
+            last = it == self.n_mean_field - 1
+            for side in (1, 2):
+                for l in range(side, n, 2):
+                    a = v_in if l == 1 else torch.addmm(c[l], q[l - 1], W[l - 1])
+                    if l < n - 1:
+                        a = torch.addmm(a, q[l + 1], W[l].T)
+                    if last:  # the final means in float, from the same logits
+                        out[l] = a.to(dt).sigmoid_()
+                        q[l] = out[l].to(lo)
+                    else:
+                        q[l] = a.sigmoid() if a is v_in else a.sigmoid_()
+        return out if self.n_mean_field else [v, *(t.to(dt) for t in q[1:])]
+
     def _draw(self, p: Tensor) -> Tensor:
-        """Bernoulli(p) as u < p, written into u (the same draws as _bernoulli)."""
-        u = torch.rand(
-            p.shape, generator=self.generator, dtype=p.dtype, device=p.device
-        )
-        return u.lt_(p)
+        """Bernoulli(p), written into p (the same draws as _bernoulli)."""
+        return bernoulli(p, self.generator, out=p, buffers=self._buf)
 
     @torch.no_grad()
     def __call__(self, v: Tensor) -> dict[str, float]:
@@ -620,9 +662,14 @@ class DBMStep:
                 vel[l].addmm_(sp[l].T, sp[l + 1], alpha=lr / m)
                 vel[l].addmm_(sn[l].T, sn[l + 1], alpha=-lr / M)
             else:  # both phases in one low-precision product, accumulated in float
-                left = torch.cat([sp[l], sn[l]]).to(lo)
-                right = torch.cat([sp[l + 1] / m, sn[l + 1] / -M]).to(lo)
-                vel[l].add_((left.T @ right).to(vel[l].dtype), alpha=lr)
+                (a, b), b_ = vel[l].shape, self._b
+                left, right = b_(("L", l), (m + M, a), lo), b_(("R", l), (m + M, b), lo)
+                left[:m].copy_(sp[l])
+                left[m:].copy_(sn[l])
+                torch.mul(sp[l + 1], 1 / m, out=right[:m])
+                torch.mul(sn[l + 1], -1 / M, out=right[m:])
+                G = torch.mm(left.T, right, out=b_(("G", l), (a, b), lo))
+                vel[l].add_(b_(("G_f", l), (a, b), vel[l].dtype).copy_(G), alpha=lr)
         for l in range(n):
             vel[n - 1 + l].add_(q[l].mean(0) - neg[l].mean(0), alpha=lr)
         self.opt.apply()
