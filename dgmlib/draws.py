@@ -21,13 +21,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["bernoulli", "uniform_ints"]
+__all__ = ["bernoulli", "reuse", "uniform_ints"]
 
 BITS = 24  # the grid of u: 2^24 points, as torch.rand's float32 draws
 _HALF = float(2 ** (BITS - 1))
 
 
-def _scratch(buffers, key, shape, dtype, device) -> Tensor:
+def reuse(buffers: dict | None, key, shape, dtype, device) -> Tensor:
+    """``buffers[key]`` if it has this shape, dtype and device, else a new empty
+    tensor stored there (a fresh one each call when ``buffers`` is None). The fused
+    training steps keep their buffers this way: fresh large tensors cost page faults.
+    """
     if buffers is None:
         return torch.empty(shape, dtype=dtype, device=device)
     t = buffers.get(key)
@@ -50,7 +54,7 @@ def uniform_ints(
     n = 1
     for s in shape:
         n *= s
-    words = _scratch(buffers, ("words", n), ((n + 1) // 2,), torch.int64, device)
+    words = reuse(buffers, ("words", n), ((n + 1) // 2,), torch.int64, device)
     words.random_(-(2**63), None, generator=generator)  # all 64 bits uniform
     # arithmetic shift: 24 signed bits, exactly representable in float32
     return words.view(torch.int32)[:n].bitwise_right_shift_(32 - BITS).view(shape)
@@ -71,6 +75,6 @@ def bernoulli(
     u = uniform_ints(p.shape, generator, p.device, buffers=buffers)
     # the threshold in float32 at least: p 2^24 would round in bfloat16
     dt = torch.promote_types(p.dtype, torch.float32)
-    thr = _scratch(buffers, ("thr", p.shape), p.shape, dt, p.device)
+    thr = reuse(buffers, ("thr", p.shape), p.shape, dt, p.device)
     torch.mul(p, 2.0 * _HALF, out=thr).sub_(_HALF + 0.5)
     return torch.lt(u, thr) if out is None else torch.lt(u, thr, out=out)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_binary, check_shape
-from ..draws import bernoulli
+from ..draws import bernoulli, reuse
 from ..train import History, fit
 from .recipe import (
     MomentumSGD,
@@ -526,12 +526,7 @@ class DBMStep:
 
     def _b(self, key, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         """A preallocated buffer, reused while its shape and dtype stay the same."""
-        t = self._buf.get(key)
-        if t is None or t.shape != shape or t.dtype != dtype:
-            t = self._buf[key] = torch.empty(
-                shape, dtype=dtype, device=self.dbm.W[0].device
-            )
-        return t
+        return reuse(self._buf, key, shape, dtype, self.dbm.W[0].device)
 
     def _prepare(self) -> None:
         """Per update: the offsets folded into effective biases,

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_binary, check_shape
-from ..draws import bernoulli
+from ..draws import bernoulli, reuse
 from ..train import History
 from .recipe import (
     MomentumSGD,
@@ -332,8 +332,8 @@ class RBMStep:
 
     # --- the readable step ------------------------------------------------------------
     def _sample(self, p: Tensor) -> Tensor:
-        # u < p on a 2^24-point grid, u from random 64-bit words (dgmlib.draws): about
-        # twice as fast as torch.rand on CPU. The states feed only matrix products, so
+        # u < p on a 2^24-point grid, u from random 64-bit words (dgmlib.draws): faster
+        # than torch.rand on CPU. The states feed only matrix products, so
         # they are stored in matmul_dtype when one is set (0 and 1 are exact in it).
         return bernoulli(p, self.generator).to(self.matmul_dtype or p.dtype)
 
@@ -388,12 +388,7 @@ class RBMStep:
     # --- the fused step ---------------------------------------------------------------
     def _b(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         """A preallocated buffer, reused while its shape and dtype stay the same."""
-        t = self._buf.get(name)
-        if t is None or t.shape != shape or t.dtype != dtype:
-            t = self._buf[name] = torch.empty(
-                shape, dtype=dtype, device=self.rbm.W.device
-            )
-        return t
+        return reuse(self._buf, name, shape, dtype, self.rbm.W.device)
 
     def _draw(self, p: Tensor, name: str, out: Tensor | None = None) -> Tensor:
         """Bernoulli(p) in ``out`` or buffer ``name``; the draws of :meth:`_sample`."""
